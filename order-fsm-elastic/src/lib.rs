@@ -1,0 +1,1 @@
+//! The elastic adapter of order-fsm. Not implemented yet: see the project's issue tracker.

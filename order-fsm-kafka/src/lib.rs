@@ -1,0 +1,1 @@
+//! The kafka adapter of order-fsm. Not implemented yet: see the project's issue tracker.

@@ -1,0 +1,428 @@
+//! Orders as data: identifiers, money and the purchase record.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use uuid::Uuid;
+
+use crate::Error;
+
+/// Longest accepted text field, in characters (`shipping_address` allows twice this).
+pub const MAX_FIELD_CHARS: usize = 256;
+
+/// Identifier of an order: a UUID, printed in its hyphenated form.
+///
+/// Sources, sinks and the runner shard and key by it, so every message about one order lands on
+/// the same partition and worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct OrderId(Uuid);
+
+impl OrderId {
+    /// A fresh random id (UUID v4).
+    pub fn random() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// An id built from 128 bits, for deterministic tests and data sets.
+    pub const fn from_u128(value: u128) -> Self {
+        Self(Uuid::from_u128(value))
+    }
+
+    /// The id as 128 bits.
+    pub const fn as_u128(&self) -> u128 {
+        self.0.as_u128()
+    }
+
+    /// A stable 64-bit hash of the id, used to pick a shard or partition.
+    pub fn shard_key(&self) -> u64 {
+        let v = self.0.as_u128();
+        // Fold and mix (splitmix64 finaliser) so sequential ids spread evenly.
+        let mut x = (v as u64) ^ ((v >> 64) as u64);
+        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        x ^ (x >> 31)
+    }
+}
+
+impl fmt::Display for OrderId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for OrderId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| Error::invalid_field("order_id", "is not a UUID"))
+    }
+}
+
+/// Identifier of one event occurrence, used to detect a redelivered event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(Uuid);
+
+impl EventId {
+    /// A fresh random id.
+    pub fn random() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// An id built from 128 bits.
+    pub const fn from_u128(value: u128) -> Self {
+        Self(Uuid::from_u128(value))
+    }
+
+    /// The deterministic id of the automatic advance of `order` out of `version`.
+    ///
+    /// Two runners that schedule the same advance produce the same id, so the second one is
+    /// detected as a duplicate instead of becoming a second transition.
+    pub fn auto_advance(order: OrderId, version: u64) -> Self {
+        let mixed = order.as_u128() ^ (u128::from(version) << 64 | 0xa5a5_u128);
+        Self(Uuid::from_u128(mixed.rotate_left(17)))
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for EventId {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s)
+            .map(Self)
+            .map_err(|_| Error::invalid_field("event_id", "is not a UUID"))
+    }
+}
+
+/// An exact amount of money in minor units (cents), never a float.
+///
+/// Serialises as a decimal string with two places (`"1299.90"`), and parses from one (or from
+/// an integer) so that JSON producers in other languages do not lose precision.
+///
+/// ```
+/// use order_fsm::Money;
+/// let price: Money = "1299.9".parse().unwrap();
+/// assert_eq!(price.minor_units(), 129_990);
+/// assert_eq!(price.to_string(), "1299.90");
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Money(i64);
+
+impl Money {
+    /// Zero.
+    pub const ZERO: Money = Money(0);
+
+    /// An amount of minor units (cents).
+    pub const fn from_minor_units(cents: i64) -> Self {
+        Self(cents)
+    }
+
+    /// The amount in minor units (cents).
+    pub const fn minor_units(&self) -> i64 {
+        self.0
+    }
+
+    /// Whether the amount is below zero.
+    pub const fn is_negative(&self) -> bool {
+        self.0 < 0
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let abs = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{:02}", abs / 100, abs % 100)
+    }
+}
+
+impl FromStr for Money {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || Error::invalid_field("price", "is not a decimal amount with at most 2 places");
+        let s = s.trim();
+        let (negative, digits) = match s.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, s),
+        };
+        let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
+        if whole.is_empty()
+            || frac.len() > 2
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(bad());
+        }
+        let whole: i64 = whole.parse().map_err(|_| bad())?;
+        let frac: i64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<2}").parse().map_err(|_| bad())?
+        };
+        let cents = whole
+            .checked_mul(100)
+            .and_then(|c| c.checked_add(frac))
+            .ok_or_else(bad)?;
+        Ok(Money(if negative { -cents } else { cents }))
+    }
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Repr {
+            Text(String),
+            Integer(i64),
+        }
+        match Repr::deserialize(deserializer)? {
+            Repr::Text(s) => s.parse().map_err(serde::de::Error::custom),
+            Repr::Integer(units) => units
+                .checked_mul(100)
+                .map(Money)
+                .ok_or_else(|| serde::de::Error::custom("price out of range")),
+        }
+    }
+}
+
+/// What the customer bought: the purchase record of the original systems' CSV data sets
+/// (product, price, payment gateway, card brand, bank, region, address, e-mail) plus an
+/// optional quantity and category.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purchase {
+    /// Product name, non-empty.
+    pub product: String,
+    /// Unit price, not negative.
+    pub price: Money,
+    /// Payment gateway (e.g. a card processor's name).
+    pub payment_gateway: String,
+    /// Card brand.
+    pub card_brand: String,
+    /// Issuing bank.
+    pub bank: String,
+    /// Shipping region.
+    pub region: String,
+    /// Shipping address.
+    pub shipping_address: String,
+    /// The customer's e-mail address, where notifications go.
+    pub customer_email: String,
+    /// Number of units, at least 1 when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantity: Option<u32>,
+    /// Product category.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+}
+
+impl Purchase {
+    /// Checks every field and returns the first problem as [`Error::InvalidField`] naming it.
+    ///
+    /// ```
+    /// # use order_fsm::{Purchase, Money, Error};
+    /// let mut p = Purchase::example();
+    /// p.customer_email = "not-an-address".into();
+    /// match p.validate() {
+    ///     Err(Error::InvalidField { field, .. }) => assert_eq!(field, "customer_email"),
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// ```
+    pub fn validate(&self) -> Result<(), Error> {
+        check_text("product", &self.product, true, MAX_FIELD_CHARS)?;
+        if self.price.is_negative() {
+            return Err(Error::invalid_field("price", "is negative"));
+        }
+        check_text(
+            "payment_gateway",
+            &self.payment_gateway,
+            false,
+            MAX_FIELD_CHARS,
+        )?;
+        check_text("card_brand", &self.card_brand, false, MAX_FIELD_CHARS)?;
+        check_text("bank", &self.bank, false, MAX_FIELD_CHARS)?;
+        check_text("region", &self.region, false, MAX_FIELD_CHARS)?;
+        check_text(
+            "shipping_address",
+            &self.shipping_address,
+            false,
+            2 * MAX_FIELD_CHARS,
+        )?;
+        check_text(
+            "customer_email",
+            &self.customer_email,
+            true,
+            MAX_FIELD_CHARS,
+        )?;
+        if !looks_like_email(&self.customer_email) {
+            return Err(Error::invalid_field(
+                "customer_email",
+                "is not an e-mail address (local@domain.tld)",
+            ));
+        }
+        if self.quantity == Some(0) {
+            return Err(Error::invalid_field("quantity", "must be at least 1"));
+        }
+        if let Some(category) = &self.category {
+            check_text("category", category, false, MAX_FIELD_CHARS)?;
+        }
+        Ok(())
+    }
+
+    /// A valid purchase with made-up values, for examples and tests.
+    pub fn example() -> Self {
+        Self {
+            product: "Mechanical keyboard".into(),
+            price: Money::from_minor_units(8_990),
+            payment_gateway: "Webpay".into(),
+            card_brand: "Visa".into(),
+            bank: "Banco Estado".into(),
+            region: "Valparaíso".into(),
+            shipping_address: "Av. Brasil 2950, Valparaíso".into(),
+            customer_email: "customer@example.com".into(),
+            quantity: Some(1),
+            category: Some("electronics".into()),
+        }
+    }
+}
+
+fn check_text(field: &'static str, value: &str, required: bool, max: usize) -> Result<(), Error> {
+    if required && value.trim().is_empty() {
+        return Err(Error::invalid_field(field, "is empty"));
+    }
+    if value.chars().count() > max {
+        return Err(Error::invalid_field(
+            field,
+            format!("is longer than {max} characters"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(Error::invalid_field(field, "contains control characters"));
+    }
+    Ok(())
+}
+
+fn looks_like_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && !s.contains(char::is_whitespace)
+        && domain.split('.').count() >= 2
+        && domain.split('.').all(|label| !label.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn money_parses_and_prints_exactly() {
+        for (text, cents) in [
+            ("0", 0),
+            ("12", 1200),
+            ("12.3", 1230),
+            ("12.34", 1234),
+            ("-0.05", -5),
+        ] {
+            let m: Money = text.parse().unwrap();
+            assert_eq!(m.minor_units(), cents, "{text}");
+        }
+        assert_eq!(Money::from_minor_units(-5).to_string(), "-0.05");
+        for bad in [
+            "",
+            "1.234",
+            "abc",
+            "1.2.3",
+            ".5",
+            "1e3",
+            "99999999999999999999",
+        ] {
+            assert!(bad.parse::<Money>().is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn money_round_trips_through_json_as_a_string() {
+        let json = serde_json::to_string(&Money::from_minor_units(129_990)).unwrap();
+        assert_eq!(json, "\"1299.90\"");
+        assert_eq!(
+            serde_json::from_str::<Money>("\"1299.90\"")
+                .unwrap()
+                .minor_units(),
+            129_990
+        );
+        assert_eq!(
+            serde_json::from_str::<Money>("15").unwrap().minor_units(),
+            1_500
+        );
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut Purchase)>)> = vec![
+            ("product", Box::new(|p| p.product = "  ".into())),
+            ("price", Box::new(|p| p.price = Money::from_minor_units(-1))),
+            (
+                "customer_email",
+                Box::new(|p| p.customer_email = "a@b".into()),
+            ),
+            (
+                "customer_email",
+                Box::new(|p| p.customer_email = "a b@c.d".into()),
+            ),
+            (
+                "bank",
+                Box::new(|p| p.bank = "x".repeat(MAX_FIELD_CHARS + 1)),
+            ),
+            ("quantity", Box::new(|p| p.quantity = Some(0))),
+            ("region", Box::new(|p| p.region = "a\u{0}b".into())),
+        ];
+        for (field, mutate) in cases {
+            let mut p = Purchase::example();
+            mutate(&mut p);
+            match p.validate() {
+                Err(Error::InvalidField { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("{field}: unexpected {other:?}"),
+            }
+        }
+        Purchase::example().validate().unwrap();
+    }
+
+    #[test]
+    fn order_ids_parse_and_shard_evenly() {
+        let id = OrderId::from_u128(42);
+        assert_eq!(id.to_string().parse::<OrderId>().unwrap(), id);
+        assert!(matches!(
+            "nope".parse::<OrderId>(),
+            Err(Error::InvalidField {
+                field: "order_id",
+                ..
+            })
+        ));
+        let mut buckets = [0u32; 4];
+        for i in 0..4_000u128 {
+            buckets[(OrderId::from_u128(i).shard_key() % 4) as usize] += 1;
+        }
+        assert!(
+            buckets.iter().all(|&b| (800..1200).contains(&b)),
+            "{buckets:?}"
+        );
+    }
+}

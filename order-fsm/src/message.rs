@@ -1,0 +1,214 @@
+//! What crosses the seams: commands in, transition records and dead letters out.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    EventId, HistoryEntry, Lifecycle, OrderId, OrderState, Purchase, Timestamp, Transition,
+};
+
+/// A command for the state machine, as sources decode it (JSON by default:
+/// `{"type":"place", ...}` or `{"type":"apply", ...}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Command {
+    /// Create an order in the lifecycle's initial state.
+    Place {
+        /// The new order's id.
+        order_id: OrderId,
+        /// Id of this placement; a redelivered placement is recognised by it.
+        event_id: EventId,
+        /// What was bought.
+        purchase: Purchase,
+        /// When the customer placed it (defaults to when the runner handles it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        placed_at: Option<Timestamp>,
+    },
+    /// Apply a named event to an existing order.
+    Apply {
+        /// The order.
+        order_id: OrderId,
+        /// Id of this event; a redelivered event is recognised by it.
+        event_id: EventId,
+        /// The event's name in the lifecycle (`cancel`, `ship`, ...).
+        event: String,
+        /// Apply only if the order is at exactly this version.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_version: Option<u64>,
+        /// Why (required by events like `fail`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+impl Command {
+    /// The order the command is about (the partition / shard key).
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            Self::Place { order_id, .. } | Self::Apply { order_id, .. } => *order_id,
+        }
+    }
+
+    /// The command's event id.
+    pub fn event_id(&self) -> EventId {
+        match self {
+            Self::Place { event_id, .. } | Self::Apply { event_id, .. } => *event_id,
+        }
+    }
+
+    /// A placement with fresh ids.
+    pub fn place(purchase: Purchase) -> Self {
+        Self::Place {
+            order_id: OrderId::random(),
+            event_id: EventId::random(),
+            purchase,
+            placed_at: None,
+        }
+    }
+
+    /// An event for `order_id` with a fresh event id.
+    pub fn apply(order_id: OrderId, event: impl Into<String>) -> Self {
+        Self::Apply {
+            order_id,
+            event_id: EventId::random(),
+            event: event.into(),
+            expected_version: None,
+            reason: None,
+        }
+    }
+}
+
+/// The published form of one state change (or of a placement, where `from` is `None` and
+/// `event` is `"place"`). Sinks key it by `(order_id, version)`, which makes re-publishing
+/// after a crash idempotent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransitionRecord {
+    /// The order.
+    pub order_id: OrderId,
+    /// The event that caused the change.
+    pub event_id: EventId,
+    /// Order version after the change (1 for a placement).
+    pub version: u64,
+    /// Machine name of the state before, `None` for a placement.
+    pub from: Option<Cow<'static, str>>,
+    /// Machine name of the state after.
+    pub to: Cow<'static, str>,
+    /// Event name (`"place"` for a placement).
+    pub event: Cow<'static, str>,
+    /// When the change happened.
+    pub at: Timestamp,
+    /// When the order was placed.
+    pub placed_at: Timestamp,
+    /// Microseconds spent in `from`.
+    pub in_previous_state_micros: u64,
+    /// Whether `to` is terminal.
+    pub terminal: bool,
+    /// Reason carried by the event, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What was bought (notifications and analytics need it).
+    pub purchase: Arc<Purchase>,
+}
+
+/// Event name used in records of placements.
+pub const PLACE_EVENT: &str = "place";
+
+impl TransitionRecord {
+    /// The record of `order`'s placement.
+    pub fn placed(lifecycle: &Lifecycle, order: &OrderState) -> Self {
+        Self {
+            order_id: order.id,
+            event_id: order.placed_by,
+            version: 1,
+            from: None,
+            to: Cow::Borrowed(lifecycle.state_name(lifecycle.initial())),
+            event: Cow::Borrowed(PLACE_EVENT),
+            at: order.created_at,
+            placed_at: order.created_at,
+            in_previous_state_micros: 0,
+            terminal: lifecycle.is_terminal(lifecycle.initial()),
+            reason: None,
+            purchase: Arc::clone(&order.purchase),
+        }
+    }
+
+    /// The record of `transition` applied to `order`.
+    pub fn of_transition(
+        lifecycle: &Lifecycle,
+        order: &OrderState,
+        t: &Transition,
+        reason: Option<String>,
+    ) -> Self {
+        Self {
+            order_id: t.order_id,
+            event_id: t.event_id,
+            version: t.version,
+            from: Some(Cow::Borrowed(lifecycle.state_name(t.from))),
+            to: Cow::Borrowed(lifecycle.state_name(t.to)),
+            event: Cow::Borrowed(lifecycle.event_name(t.event)),
+            at: t.at,
+            placed_at: order.created_at,
+            in_previous_state_micros: t.in_previous_state_micros,
+            terminal: t.terminal,
+            reason,
+            purchase: Arc::clone(&order.purchase),
+        }
+    }
+
+    /// The record of one history entry of `order` (`previous_at` is when `entry.from` began).
+    pub fn of_history(
+        lifecycle: &Lifecycle,
+        order: &OrderState,
+        entry: &HistoryEntry,
+        previous_at: Timestamp,
+    ) -> Self {
+        Self {
+            order_id: order.id,
+            event_id: entry.event_id,
+            version: entry.version,
+            from: Some(Cow::Borrowed(lifecycle.state_name(entry.from))),
+            to: Cow::Borrowed(lifecycle.state_name(entry.to)),
+            event: Cow::Borrowed(lifecycle.event_name(entry.event)),
+            at: entry.at,
+            placed_at: order.created_at,
+            in_previous_state_micros: entry.at.micros_since(previous_at),
+            terminal: lifecycle.is_terminal(entry.to),
+            reason: entry.reason.clone(),
+            purchase: Arc::clone(&order.purchase),
+        }
+    }
+
+    /// Every record of an order so far, placement first.
+    pub fn all_of(lifecycle: &Lifecycle, order: &OrderState) -> Vec<Self> {
+        let mut out = vec![Self::placed(lifecycle, order)];
+        let mut previous_at = order.created_at;
+        for entry in &order.history {
+            out.push(Self::of_history(lifecycle, order, entry, previous_at));
+            previous_at = entry.at;
+        }
+        out
+    }
+}
+
+/// Where a message came from in its source (Kafka partition and offset; in-memory sources
+/// use partition 0 and the message's index).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    /// Partition.
+    pub partition: i32,
+    /// Offset within the partition.
+    pub offset: i64,
+}
+
+/// A command that can never be applied, with the reason, for a dead-letter destination.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The command as decoded.
+    pub command: Command,
+    /// Why it was rejected (the error's message).
+    pub reason: String,
+    /// Where it came from.
+    pub origin: Origin,
+}

@@ -1,0 +1,418 @@
+//! The runner: source → engine → sinks → store → acknowledgement, sharded by order id.
+
+mod dwell;
+mod metrics;
+mod worker;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+
+pub use dwell::{Dwell, LoadLevel};
+pub use metrics::{LatencySummary, MetricsRecord, MetricsSnapshot, TransitionLatency};
+
+use crate::{
+    Clock, CommandSource, DeadLetter, DeadLetterSink, Engine, Error, FanOut, Lifecycle,
+    MemoryStore, MetricsSink, OrderStore, RetryPolicy, SystemClock, TransitionSink,
+};
+use metrics::Metrics;
+use worker::{Work, Worker};
+
+/// Why [`Runner::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The source ended and every order finished what it could do.
+    SourceExhausted,
+    /// The shutdown signal fired.
+    Shutdown,
+}
+
+/// What a run did.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    /// Why the run ended.
+    pub stopped_by: StopReason,
+    /// Messages taken from the source.
+    pub received: u64,
+    /// Messages acknowledged.
+    pub acked: u64,
+    /// Messages taken but left unacknowledged at shutdown (the source redelivers them).
+    pub unacked: u64,
+    /// Measurements of the whole run.
+    pub metrics: MetricsSnapshot,
+}
+
+/// Logs dead letters when no dead-letter sink is configured, so none vanishes silently.
+struct LogDeadLetters;
+
+#[async_trait]
+impl DeadLetterSink for LogDeadLetters {
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), Error> {
+        tracing::warn!(
+            target: "order_fsm::dead_letter",
+            order_id = %letter.command.order_id(),
+            partition = letter.origin.partition,
+            offset = letter.origin.offset,
+            reason = %letter.reason,
+            "dead letter"
+        );
+        Ok(())
+    }
+}
+
+/// Configures a [`Runner`].
+#[must_use]
+pub struct RunnerBuilder {
+    lifecycle: Arc<Lifecycle>,
+    store: Arc<dyn OrderStore>,
+    sinks: Vec<Arc<dyn TransitionSink>>,
+    dead_letters: Arc<dyn DeadLetterSink>,
+    metrics_sink: Option<(Arc<dyn MetricsSink>, Duration)>,
+    workers: usize,
+    queue_capacity: usize,
+    max_batch: usize,
+    auto_advance: Option<Dwell>,
+    clock: Arc<dyn Clock>,
+    retry: RetryPolicy,
+    seed: u64,
+}
+
+impl RunnerBuilder {
+    /// The store of order states (default: a new [`MemoryStore`]).
+    pub fn store(mut self, store: Arc<dyn OrderStore>) -> Self {
+        self.store = store;
+        self
+    }
+
+    /// Adds a sink; every transition goes to every sink before it is acknowledged.
+    pub fn sink(mut self, sink: Arc<dyn TransitionSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+
+    /// Where rejected commands go (default: a `warn` log line per letter).
+    pub fn dead_letters(mut self, sink: Arc<dyn DeadLetterSink>) -> Self {
+        self.dead_letters = sink;
+        self
+    }
+
+    /// Emits a [`MetricsRecord`] to `sink` every `interval`, and a last one at the end.
+    pub fn metrics_sink(mut self, sink: Arc<dyn MetricsSink>, interval: Duration) -> Self {
+        self.metrics_sink = Some((sink, interval));
+        self
+    }
+
+    /// Number of workers; orders are sharded across them by id (default 2).
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// Capacity of each worker's queue; a full queue stops the runner from pulling
+    /// (default 1024).
+    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+        self.queue_capacity = capacity;
+        self
+    }
+
+    /// Most commands a worker handles in one store/sink round trip (default 256).
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = max_batch;
+        self
+    }
+
+    /// Advances every order along its lifecycle's automatic path, holding each state for
+    /// the dwell time (default: off, only commands move orders).
+    pub fn auto_advance(mut self, dwell: Dwell) -> Self {
+        self.auto_advance = Some(dwell);
+        self
+    }
+
+    /// The clock stamping events (default: the system clock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Retries of retryable store and sink errors (default: unbounded, 20 ms doubling to
+    /// 2 s; a shutdown interrupts the wait).
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Seed of the dwell-time random draws (default 0), for repeatable runs.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Builds the runner.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for zero workers, queue capacity or batch size.
+    pub fn build(self) -> Result<Runner, Error> {
+        if self.workers == 0 || self.queue_capacity == 0 || self.max_batch == 0 {
+            return Err(Error::Config(
+                "workers, queue capacity and batch size must be at least 1".into(),
+            ));
+        }
+        let metrics = Arc::new(Metrics::new(
+            Arc::clone(&self.lifecycle),
+            self.workers,
+            self.clock.now(),
+        ));
+        Ok(Runner {
+            shared: Arc::new(Shared {
+                engine: Engine::new(Arc::clone(&self.lifecycle)),
+                store: self.store,
+                sink: (!self.sinks.is_empty()).then(|| FanOut::new(self.sinks)),
+                dead_letters: self.dead_letters,
+                auto_advance: self.auto_advance,
+                clock: self.clock,
+                retry: self.retry,
+                max_batch: self.max_batch,
+                metrics,
+            }),
+            metrics_sink: self.metrics_sink,
+            workers: self.workers,
+            queue_capacity: self.queue_capacity,
+            seed: self.seed,
+        })
+    }
+}
+
+/// What every worker shares.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) store: Arc<dyn OrderStore>,
+    pub(crate) sink: Option<FanOut>,
+    pub(crate) dead_letters: Arc<dyn DeadLetterSink>,
+    pub(crate) auto_advance: Option<Dwell>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) max_batch: usize,
+    pub(crate) metrics: Arc<Metrics>,
+}
+
+/// Drives commands from a [`CommandSource`] through the engine into the store and sinks.
+///
+/// - **Ordering**: commands of one order go to one worker (sharded by [`crate::OrderId`]) and
+///   are applied in source order; different orders proceed in parallel.
+/// - **Delivery**: a command is acknowledged only after every sink accepted its records and
+///   the store accepted its new state; redelivered commands are recognised by event id.
+/// - **Backpressure**: bounded worker queues; a full queue stops the runner pulling.
+/// - **Shutdown**: on the signal the runner stops pulling, lets each worker finish the batch
+///   it is on (retries are abandoned), acknowledges what finished and returns a report.
+///
+/// ```
+/// # tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(async {
+/// use std::sync::Arc;
+/// use order_fsm::{Command, Dwell, Lifecycle, MemoryQueue, MemorySink, Purchase, Runner};
+/// let sink = Arc::new(MemorySink::new());
+/// let runner = Runner::builder(Lifecycle::ecommerce())
+///     .sink(sink.clone())
+///     .auto_advance(Dwell::None)
+///     .build()
+///     .unwrap();
+/// let queue = MemoryQueue::new();
+/// queue.extend((0..10).map(|_| Command::place(Purchase::example())));
+/// queue.close();
+/// let report = runner.run(queue.subscribe(), std::future::pending()).await.unwrap();
+/// assert_eq!(report.metrics.finished_in("completed"), 10);
+/// assert_eq!(sink.published(), 50); // placement + 4 transitions each
+/// assert_eq!(queue.pending(), 0);   // everything acknowledged
+/// # });
+/// ```
+pub struct Runner {
+    shared: Arc<Shared>,
+    metrics_sink: Option<(Arc<dyn MetricsSink>, Duration)>,
+    workers: usize,
+    queue_capacity: usize,
+    seed: u64,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner")
+            .field("workers", &self.workers)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("auto_advance", &self.shared.auto_advance)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// Starts configuring a runner for `lifecycle`.
+    pub fn builder(lifecycle: impl Into<Arc<Lifecycle>>) -> RunnerBuilder {
+        RunnerBuilder {
+            lifecycle: lifecycle.into(),
+            store: Arc::new(MemoryStore::new()),
+            sinks: Vec::new(),
+            dead_letters: Arc::new(LogDeadLetters),
+            metrics_sink: None,
+            workers: 2,
+            queue_capacity: 1024,
+            max_batch: 256,
+            auto_advance: None,
+            clock: Arc::new(SystemClock),
+            retry: RetryPolicy {
+                max_attempts: None,
+                ..RetryPolicy::default()
+            },
+            seed: 0,
+        }
+    }
+
+    /// Cumulative measurements so far (callable while [`Runner::run`] runs).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.shared.metrics.snapshot()
+    }
+
+    /// The engine the runner applies events with.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Runs until `source` is exhausted and every order has done what it can, or until
+    /// `shutdown` completes.
+    ///
+    /// # Errors
+    /// A fatal error of the source, the store or a sink (after which nothing more is
+    /// acknowledged), or [`Error::Closed`] if a worker task died.
+    pub async fn run<S>(
+        &self,
+        mut source: S,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<RunReport, Error>
+    where
+        S: CommandSource,
+    {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = Arc::new(stop_tx);
+        let mut senders = Vec::with_capacity(self.workers);
+        let mut handles = Vec::with_capacity(self.workers);
+        for id in 0..self.workers {
+            let (tx, rx) = mpsc::channel(self.queue_capacity);
+            senders.push(tx);
+            let worker = Worker::new(
+                id,
+                Arc::clone(&self.shared),
+                rx,
+                stop_rx.clone(),
+                Arc::clone(&stop_tx),
+                self.seed,
+            );
+            handles.push(tokio::spawn(worker.run()));
+        }
+        let metrics_task = self.metrics_sink.clone().map(|(sink, interval)| {
+            let (shared, mut stop_rx) = (Arc::clone(&self.shared), stop_rx.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop_rx.changed() => break,
+                    }
+                    emit_metrics(&shared, sink.as_ref()).await;
+                }
+                emit_metrics(&shared, sink.as_ref()).await;
+            })
+        });
+
+        tokio::pin!(shutdown);
+        let mut stop_rx_dispatch = stop_rx.clone();
+        let mut received = 0u64;
+        let mut dropped = 0u64;
+        let mut failure = None;
+        let mut attempt = 0;
+        let mut stopped_by = loop {
+            let next = tokio::select! {
+                biased;
+                _ = &mut shutdown => break StopReason::Shutdown,
+                _ = stop_rx_dispatch.changed() => break StopReason::Shutdown,
+                next = source.next() => next,
+            };
+            let envelope = match next {
+                Ok(Some(envelope)) => envelope,
+                Ok(None) => break StopReason::SourceExhausted,
+                Err(e) if e.is_retryable() && self.shared.retry.allows(attempt + 1) => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "source unavailable, retrying");
+                    tokio::select! {
+                        _ = &mut shutdown => break StopReason::Shutdown,
+                        _ = tokio::time::sleep(self.shared.retry.backoff(attempt)) => continue,
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break StopReason::Shutdown;
+                }
+            };
+            attempt = 0;
+            received += 1;
+            let shard = (envelope.command.order_id().shard_key() % self.workers as u64) as usize;
+            let work = Work::Command {
+                envelope,
+                received: Instant::now(),
+            };
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => { dropped += 1; break StopReason::Shutdown }
+                sent = senders[shard].send(work) => if sent.is_err() { dropped += 1; break StopReason::Shutdown },
+            }
+        };
+        drop(senders);
+        if stopped_by == StopReason::Shutdown {
+            stop_tx.send_replace(true);
+        }
+
+        let mut workers = futures_util::future::join_all(handles);
+        let results = tokio::select! {
+            results = &mut workers => results,
+            _ = &mut shutdown, if stopped_by == StopReason::SourceExhausted => {
+                stopped_by = StopReason::Shutdown;
+                stop_tx.send_replace(true);
+                workers.await
+            }
+        };
+        stop_tx.send_replace(true);
+        if let Some(task) = metrics_task {
+            let _ = task.await;
+        }
+
+        let (mut acked, mut unacked) = (0, dropped);
+        for result in results {
+            match result {
+                Ok(Ok(report)) => {
+                    acked += report.acked;
+                    unacked += report.unacked;
+                }
+                Ok(Err(e)) => failure = failure.or(Some(e)),
+                Err(_) => failure = failure.or(Some(Error::Closed("a runner worker panicked"))),
+            }
+        }
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        Ok(RunReport {
+            stopped_by,
+            received,
+            acked,
+            unacked,
+            metrics: self.shared.metrics.snapshot(),
+        })
+    }
+}
+
+async fn emit_metrics(shared: &Shared, sink: &dyn MetricsSink) {
+    let record = shared.metrics.take_window(shared.clock.now());
+    if let Err(e) = sink.record(&record).await {
+        tracing::warn!(error = %e, "metrics sink failed; window dropped");
+    }
+}

@@ -1,0 +1,219 @@
+//! Sinks for transitions, dead letters and metrics, plus fan-out and retry wrappers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::{DeadLetter, Error, MetricsRecord, TransitionRecord};
+
+/// Where transitions go: a Kafka topic, an index, an e-mail notifier, ...
+///
+/// # Contract
+/// - **Batches**: `publish` gets records in the order they happened; records of one order are
+///   in version order. An `Ok` means every record of the batch is durable at the
+///   destination; an `Err` means the caller must assume none is, and will publish the whole
+///   batch again.
+/// - **Idempotence**: a record may be published more than once (after a failure or a crash).
+///   A destination that keys records keys them by `(order_id, version)` so a repeat does not
+///   duplicate anything.
+/// - **Errors**: [`Error::Unavailable`] when retrying may help (the runner retries with
+///   backoff and does not acknowledge meanwhile), any other error when it cannot (the runner
+///   stops).
+/// - **Concurrency**: `publish` may be called from several workers at once.
+#[async_trait]
+pub trait TransitionSink: Send + Sync {
+    /// Publishes a batch of records.
+    async fn publish(&self, records: &[TransitionRecord]) -> Result<(), Error>;
+}
+
+/// Where rejected commands go, with their reason.
+///
+/// # Contract
+/// `Ok` means the letter is durable; the runner acknowledges the command only then. Errors
+/// follow [`TransitionSink`]'s rules.
+#[async_trait]
+pub trait DeadLetterSink: Send + Sync {
+    /// Stores one dead letter.
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), Error>;
+}
+
+/// Where periodic metric records go (an index, a log, ...).
+///
+/// # Contract
+/// Best effort: the runner logs a failure and goes on; metrics never hold up orders.
+#[async_trait]
+pub trait MetricsSink: Send + Sync {
+    /// Records one metrics window.
+    async fn record(&self, metrics: &MetricsRecord) -> Result<(), Error>;
+}
+
+macro_rules! forward_sink_impls {
+    ($($wrapper:ty),*) => {$(
+        #[async_trait]
+        impl<S: TransitionSink + ?Sized> TransitionSink for $wrapper {
+            async fn publish(&self, records: &[TransitionRecord]) -> Result<(), Error> {
+                (**self).publish(records).await
+            }
+        }
+        #[async_trait]
+        impl<S: DeadLetterSink + ?Sized> DeadLetterSink for $wrapper {
+            async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), Error> {
+                (**self).dead_letter(letter).await
+            }
+        }
+        #[async_trait]
+        impl<S: MetricsSink + ?Sized> MetricsSink for $wrapper {
+            async fn record(&self, metrics: &MetricsRecord) -> Result<(), Error> {
+                (**self).record(metrics).await
+            }
+        }
+    )*};
+}
+forward_sink_impls!(Arc<S>, Box<S>);
+
+/// Publishes every batch to several sinks concurrently; succeeds only if all of them do.
+///
+/// When several fail, the error returned is a fatal one if any is fatal, so that a retry
+/// loop does not spin on a sink that will never accept.
+#[derive(Clone, Default)]
+pub struct FanOut {
+    sinks: Vec<Arc<dyn TransitionSink>>,
+}
+
+impl std::fmt::Debug for FanOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FanOut")
+            .field("sinks", &self.sinks.len())
+            .finish()
+    }
+}
+
+impl FanOut {
+    /// A fan-out over `sinks`.
+    pub fn new(sinks: Vec<Arc<dyn TransitionSink>>) -> Self {
+        Self { sinks }
+    }
+
+    /// Adds a sink.
+    #[must_use]
+    pub fn with(mut self, sink: impl TransitionSink + 'static) -> Self {
+        self.sinks.push(Arc::new(sink));
+        self
+    }
+}
+
+#[async_trait]
+impl TransitionSink for FanOut {
+    async fn publish(&self, records: &[TransitionRecord]) -> Result<(), Error> {
+        let results =
+            futures_util::future::join_all(self.sinks.iter().map(|s| s.publish(records))).await;
+        let mut retryable = None;
+        for result in results {
+            match result {
+                Ok(()) => {}
+                Err(e) if e.is_retryable() => retryable = Some(e),
+                Err(fatal) => return Err(fatal),
+            }
+        }
+        retryable.map_or(Ok(()), Err)
+    }
+}
+
+/// Exponential backoff for retries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first; `None` retries until success or a fatal error.
+    pub max_attempts: Option<u32>,
+    /// Wait after the first failure.
+    pub initial_backoff: Duration,
+    /// Upper bound of the wait.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: Some(8),
+            initial_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt + 1` (attempt counts from 1), doubling each time.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.initial_backoff
+            .saturating_mul(factor)
+            .min(self.max_backoff)
+    }
+
+    /// Whether another attempt is allowed after `attempt` failures.
+    pub fn allows(&self, attempt: u32) -> bool {
+        self.max_attempts.is_none_or(|max| attempt < max)
+    }
+
+    /// Runs `op` until it succeeds, fails fatally, or attempts run out.
+    ///
+    /// # Errors
+    /// The first fatal error, or the last retryable one when attempts run out.
+    pub async fn run<T, F, Fut>(&self, mut op: F) -> Result<T, Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match op().await {
+                Err(e) if e.is_retryable() && self.allows(attempt) => {
+                    tracing::debug!(attempt, error = %e, "retrying");
+                    tokio::time::sleep(self.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
+/// Wraps a sink and retries retryable failures with exponential backoff; fatal errors pass
+/// through at once.
+///
+/// ```
+/// # use order_fsm::{MemorySink, Retrying, RetryPolicy, TransitionSink};
+/// let sink = Retrying::new(MemorySink::new(), RetryPolicy::default());
+/// # let _: &dyn TransitionSink = &sink;
+/// ```
+#[derive(Debug, Clone)]
+pub struct Retrying<S> {
+    inner: S,
+    policy: RetryPolicy,
+}
+
+impl<S> Retrying<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, policy: RetryPolicy) -> Self {
+        Self { inner, policy }
+    }
+
+    /// The wrapped sink.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+#[async_trait]
+impl<S: TransitionSink> TransitionSink for Retrying<S> {
+    async fn publish(&self, records: &[TransitionRecord]) -> Result<(), Error> {
+        self.policy.run(|| self.inner.publish(records)).await
+    }
+}
+
+#[async_trait]
+impl<S: DeadLetterSink> DeadLetterSink for Retrying<S> {
+    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), Error> {
+        self.policy.run(|| self.inner.dead_letter(letter)).await
+    }
+}

@@ -1,0 +1,81 @@
+//! Sources of commands, with one acknowledgement per message.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::{Command, Error, Origin};
+
+/// The acknowledgement of one message: call [`Ack::ack`] once its effects are durable.
+///
+/// Dropping an `Ack` without calling it leaves the message unacknowledged, so the source
+/// delivers it again (after a restart or rebalance).
+#[must_use = "an Ack that is dropped leaves its message unacknowledged"]
+pub struct Ack(Option<Box<dyn FnOnce() + Send + Sync + 'static>>);
+
+impl Ack {
+    /// An acknowledgement that runs `f` when acknowledged.
+    pub fn new(f: impl FnOnce() + Send + Sync + 'static) -> Self {
+        Self(Some(Box::new(f)))
+    }
+
+    /// An acknowledgement that does nothing (for sources without redelivery).
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// Acknowledges the message.
+    pub fn ack(mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+impl fmt::Debug for Ack {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Ack(pending)"
+        } else {
+            "Ack(none)"
+        })
+    }
+}
+
+/// One delivered command with its acknowledgement and origin.
+#[derive(Debug)]
+pub struct Envelope {
+    /// The command.
+    pub command: Command,
+    /// Where it came from (partition, offset).
+    pub origin: Origin,
+    /// Acknowledge once the command's effects are durable.
+    pub ack: Ack,
+}
+
+/// A source of commands (a Kafka consumer, an in-memory queue, ...).
+///
+/// # Contract
+/// - **Delivery**: at least once. A message whose [`Ack`] was not called is delivered again
+///   to the next reader (after a restart or a rebalance); an acknowledged one may be too,
+///   so consumers deduplicate by event id.
+/// - **Ordering**: messages about one order (same [`Command::order_id`]) are yielded in the
+///   order they were produced. Acknowledgements may come out of order; a source only
+///   considers a position done when every message before it is acknowledged.
+/// - **Bad input**: a message that cannot be decoded is sent to the source's dead-letter
+///   destination with the reason and never yielded; `next` does not fail because of it.
+/// - **Errors**: `next` returns [`Error::Unavailable`] for transient trouble (the caller
+///   retries) and another error when the source cannot go on.
+/// - **End**: `Ok(None)` means the source is exhausted or closed; a live source waits.
+#[async_trait]
+pub trait CommandSource: Send {
+    /// The next command, waiting for one if needed.
+    async fn next(&mut self) -> Result<Option<Envelope>, Error>;
+}
+
+#[async_trait]
+impl<S: CommandSource + ?Sized> CommandSource for Box<S> {
+    async fn next(&mut self) -> Result<Option<Envelope>, Error> {
+        (**self).next().await
+    }
+}

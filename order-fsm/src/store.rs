@@ -1,0 +1,65 @@
+//! Stores of order states with compare-and-set on version.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::{Error, OrderId, OrderState, StateId};
+
+/// A page request for [`OrderStore::list`]: orders in ascending id order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only orders in this state.
+    pub status: Option<StateId>,
+    /// Only orders with an id greater than this (the previous page's last id).
+    pub after: Option<OrderId>,
+    /// Page size.
+    pub limit: usize,
+}
+
+impl Default for ListQuery {
+    fn default() -> Self {
+        Self {
+            status: None,
+            after: None,
+            limit: 100,
+        }
+    }
+}
+
+/// A store of the current state of every order.
+///
+/// # Contract
+/// - **Compare-and-set**: [`OrderStore::compare_and_set`] writes `state` only if the stored
+///   version equals `expected_version` (0 meaning "no such order"); otherwise it fails with
+///   [`Error::Conflict`] naming the version found, and writes nothing.
+/// - **Consistency**: a successful write is visible to every later `get` and `list` on the same
+///   store.
+/// - **Listing**: [`OrderStore::list`] returns orders in ascending id order, at most
+///   `limit`, strictly after `after`, filtered by status.
+/// - **Errors**: [`Error::Unavailable`] for transient trouble (the caller retries),
+///   [`Error::Backend`] otherwise.
+#[async_trait]
+pub trait OrderStore: Send + Sync {
+    /// The current state of an order, `None` if unknown.
+    async fn get(&self, id: OrderId) -> Result<Option<OrderState>, Error>;
+
+    /// Writes `state` if the stored version is `expected_version` (0: absent).
+    async fn compare_and_set(&self, expected_version: u64, state: OrderState) -> Result<(), Error>;
+
+    /// One page of orders.
+    async fn list(&self, query: ListQuery) -> Result<Vec<OrderState>, Error>;
+}
+
+#[async_trait]
+impl<S: OrderStore + ?Sized> OrderStore for Arc<S> {
+    async fn get(&self, id: OrderId) -> Result<Option<OrderState>, Error> {
+        (**self).get(id).await
+    }
+    async fn compare_and_set(&self, expected_version: u64, state: OrderState) -> Result<(), Error> {
+        (**self).compare_and_set(expected_version, state).await
+    }
+    async fn list(&self, query: ListQuery) -> Result<Vec<OrderState>, Error> {
+        (**self).list(query).await
+    }
+}
