@@ -27,7 +27,7 @@ pub use runner::{
     RunnerBuilder, StopReason, TransitionLatency,
 };
 pub use sink::{DeadLetterSink, FanOut, MetricsSink, RetryPolicy, Retrying, TransitionSink};
-pub use source::{Ack, CommandSource, Envelope};
+pub use source::{Ack, CommandSink, CommandSource, Envelope};
 pub use store::{ListQuery, OrderStore};
 
 /// Handles of [`Lifecycle::ecommerce`]'s states and events, valid only for that lifecycle.

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::{
-    Ack, Command, CommandSource, DeadLetter, DeadLetterSink, Envelope, Error, ListQuery,
+    Ack, Command, CommandSink, CommandSource, DeadLetter, DeadLetterSink, Envelope, Error, ListQuery,
     MetricsRecord, MetricsSink, OrderId, OrderState, OrderStore, Origin, TransitionRecord,
     TransitionSink,
 };
@@ -116,6 +116,17 @@ impl MemoryQueue {
             state.entries.pop_front();
             state.base += 1;
         }
+    }
+}
+
+#[async_trait]
+impl CommandSink for MemoryQueue {
+    async fn submit(&self, commands: &[Command]) -> Result<(), Error> {
+        if lock(&self.inner.state).closed {
+            return Err(Error::Closed("memory queue"));
+        }
+        self.extend(commands.iter().cloned());
+        Ok(())
     }
 }
 

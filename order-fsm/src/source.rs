@@ -79,3 +79,25 @@ impl<S: CommandSource + ?Sized> CommandSource for Box<S> {
         (**self).next().await
     }
 }
+
+/// Where commands are submitted: a Kafka topic, an in-memory queue. The other end of a
+/// [`CommandSource`]; the gRPC intake writes to one.
+///
+/// # Contract
+/// - `Ok` means every command of the batch is durable and will be delivered to the
+///   corresponding source; `Err` means the caller must assume none is and may submit again
+///   (commands carry event ids, so a repeat is recognised as a duplicate downstream).
+/// - Commands of one order keep their relative order.
+/// - Errors: [`Error::Unavailable`] when retrying may help, another error when it cannot.
+#[async_trait]
+pub trait CommandSink: Send + Sync {
+    /// Submits commands.
+    async fn submit(&self, commands: &[Command]) -> Result<(), Error>;
+}
+
+#[async_trait]
+impl<S: CommandSink + ?Sized> CommandSink for std::sync::Arc<S> {
+    async fn submit(&self, commands: &[Command]) -> Result<(), Error> {
+        (**self).submit(commands).await
+    }
+}
