@@ -1,1 +1,192 @@
-fn main() {}
+//! (a) one `apply` on the ecommerce lifecycle beside a hand-written `match` doing the same
+//! checks; (b) 1,000,000 orders through the whole lifecycle with the engine and the
+//! in-memory store.
+
+// criterion's macros generate undocumented functions.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use criterion::{criterion_group, Criterion, Throughput};
+use order_fsm::ecommerce::*;
+use order_fsm::{
+    Engine, Error, Event, EventId, Lifecycle, MemoryStore, OrderId, OrderState, Purchase,
+    Timestamp, Transition,
+};
+
+/// The baseline: the ecommerce table written as a `match`, with the same checks as
+/// [`Engine::apply`] (duplicate, terminal, version, legality, reason) and the same output.
+#[inline]
+fn hand_written_apply(order: &OrderState, event: &Event) -> Result<Transition, Error> {
+    if order.has_seen(event.id) {
+        return Err(Error::Duplicate { event_id: event.id });
+    }
+    let name = |s| match s {
+        PROCESSING => "processing",
+        PREPARING => "preparing",
+        SHIPPED => "shipped",
+        DELIVERED => "delivered",
+        COMPLETED => "completed",
+        CANCELLED => "cancelled",
+        _ => "failed",
+    };
+    if matches!(order.status, COMPLETED | CANCELLED | FAILED) {
+        return Err(Error::Terminal {
+            state: name(order.status),
+        });
+    }
+    if let Some(expected) = event.expected_version {
+        if expected != order.version {
+            return Err(Error::StaleVersion {
+                expected,
+                actual: order.version,
+            });
+        }
+    }
+    let to = match (order.status, event.kind) {
+        (PROCESSING, PREPARE) => PREPARING,
+        (PREPARING, SHIP) => SHIPPED,
+        (SHIPPED, DELIVER) => DELIVERED,
+        (DELIVERED, COMPLETE) => COMPLETED,
+        (PROCESSING | PREPARING, CANCEL) => CANCELLED,
+        (PROCESSING | PREPARING | SHIPPED | DELIVERED, FAIL) => FAILED,
+        _ => {
+            return Err(Error::IllegalTransition {
+                state: name(order.status),
+                event: "event",
+            })
+        }
+    };
+    if event.kind == FAIL && event.reason.is_none() {
+        return Err(Error::invalid_field("reason", "is required for this event"));
+    }
+    Ok(Transition {
+        order_id: order.id,
+        event_id: event.id,
+        event: event.kind,
+        from: order.status,
+        to,
+        version: order.version + 1,
+        at: event.at,
+        in_previous_state_micros: event.at.micros_since(order.updated_at),
+        terminal: matches!(to, COMPLETED | CANCELLED | FAILED),
+    })
+}
+
+fn fixture() -> (Engine, OrderState, Event) {
+    let engine = Engine::new(Lifecycle::ecommerce());
+    let mut order = engine.place(
+        OrderId::from_u128(7),
+        Purchase::example().into(),
+        Timestamp::from_micros(1),
+    );
+    // A realistic order: two transitions of history, then `ship`.
+    for kind in [PREPARE] {
+        engine
+            .apply_in_place(&mut order, &Event::new(kind, Timestamp::from_micros(2)))
+            .unwrap();
+    }
+    let event = Event::new(SHIP, Timestamp::from_micros(3));
+    (engine, order, event)
+}
+
+fn single_apply(c: &mut Criterion) {
+    let (engine, order, event) = fixture();
+    assert_eq!(
+        engine.apply(&order, &event).unwrap(),
+        hand_written_apply(&order, &event).unwrap()
+    );
+    let mut group = c.benchmark_group("apply");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("engine", |b| {
+        b.iter(|| engine.apply(black_box(&order), black_box(&event)))
+    });
+    group.bench_function("hand_written_match", |b| {
+        b.iter(|| hand_written_apply(black_box(&order), black_box(&event)))
+    });
+    group.finish();
+}
+
+/// The ratio, measured directly in the same run (criterion reports each side separately).
+fn ratio_report() {
+    let (engine, order, event) = fixture();
+    let time = |f: &dyn Fn() -> bool| {
+        let mut best = f64::MAX;
+        for _ in 0..7 {
+            let start = Instant::now();
+            for _ in 0..5_000_000 {
+                black_box(f());
+            }
+            best = best.min(start.elapsed().as_secs_f64() / 5e6);
+        }
+        best
+    };
+    let engine_ns = time(&|| engine.apply(black_box(&order), black_box(&event)).is_ok()) * 1e9;
+    let hand_ns = time(&|| hand_written_apply(black_box(&order), black_box(&event)).is_ok()) * 1e9;
+    println!(
+        "apply: engine {engine_ns:.2} ns, hand-written match {hand_ns:.2} ns, ratio {:.2}x",
+        engine_ns / hand_ns
+    );
+}
+
+const ORDERS: u64 = 1_000_000;
+
+fn full_lifecycle(engine: &Engine, store: &MemoryStore, purchase: &Arc<Purchase>) -> u64 {
+    let mut transitions = 0;
+    for i in 0..ORDERS {
+        let id = OrderId::from_u128(u128::from(i) + 1);
+        store
+            .compare_and_set_now(
+                0,
+                engine.place_with(
+                    id,
+                    Arc::clone(purchase),
+                    EventId::from_u128(u128::from(i)),
+                    Timestamp::from_micros(i),
+                ),
+            )
+            .unwrap();
+        for (step, kind) in [PREPARE, SHIP, DELIVER, COMPLETE].into_iter().enumerate() {
+            store
+                .update(id, |order| {
+                    let event = Event {
+                        id: EventId::auto_advance(id, order.version),
+                        kind,
+                        at: Timestamp::from_micros(i + step as u64),
+                        expected_version: None,
+                        reason: None,
+                    };
+                    engine.apply_in_place(order, &event).unwrap()
+                })
+                .unwrap();
+            transitions += 1;
+        }
+    }
+    transitions
+}
+
+fn million_orders(c: &mut Criterion) {
+    let engine = Engine::new(Lifecycle::ecommerce());
+    let purchase = Arc::new(Purchase::example());
+    let mut group = c.benchmark_group("lifecycle");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(4 * ORDERS));
+    group.bench_function("1M_orders_engine_and_memory_store", |b| {
+        b.iter_with_large_drop(|| {
+            let store = MemoryStore::new();
+            assert_eq!(full_lifecycle(&engine, &store, &purchase), 4 * ORDERS);
+            store
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, single_apply, million_orders);
+
+fn main() {
+    benches();
+    ratio_report();
+    Criterion::default().configure_from_args().final_summary();
+}

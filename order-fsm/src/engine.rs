@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use crate::clock::Timestamp;
+use crate::lifecycle::NONE;
 use crate::{Error, EventId, EventKind, Lifecycle, OrderId, Purchase, StateId};
 
 /// One event addressed to an order, already resolved against the lifecycle.
@@ -162,13 +163,16 @@ impl OrderState {
 #[derive(Clone, Debug)]
 pub struct Engine {
     lifecycle: Arc<Lifecycle>,
+    happy_path_len: usize,
 }
 
 impl Engine {
     /// An engine over `lifecycle`.
     pub fn new(lifecycle: impl Into<Arc<Lifecycle>>) -> Self {
+        let lifecycle = lifecycle.into();
         Self {
-            lifecycle: lifecycle.into(),
+            happy_path_len: lifecycle.happy_path_len(),
+            lifecycle,
         }
     }
 
@@ -198,7 +202,7 @@ impl Engine {
             placed_by: event_id,
             created_at: at,
             updated_at: at,
-            history: Vec::new(),
+            history: Vec::with_capacity(self.happy_path_len),
             rejected: Vec::new(),
         }
     }
@@ -216,28 +220,33 @@ impl Engine {
         if order.has_seen(event.id) {
             return Err(Error::Duplicate { event_id: event.id });
         }
-        if lifecycle.is_terminal(order.status) {
-            return Err(Error::Terminal {
-                state: lifecycle.state_name(order.status),
-            });
-        }
-        if let Some(expected) = event.expected_version {
-            if expected != order.version {
-                return Err(Error::StaleVersion {
+        let cell = lifecycle.cell(order.status, event.kind);
+        let stale = event.expected_version.filter(|v| *v != order.version);
+        if cell.to == NONE {
+            // Terminal states have no cells, so this is where they are told apart.
+            return Err(if lifecycle.is_terminal(order.status) {
+                Error::Terminal {
+                    state: lifecycle.state_name(order.status),
+                }
+            } else if let Some(expected) = stale {
+                Error::StaleVersion {
                     expected,
                     actual: order.version,
-                });
-            }
-        }
-        let Some(to) = lifecycle.target(order.status, event.kind) else {
-            return Err(Error::IllegalTransition {
-                state: lifecycle.state_name(order.status),
-                event: lifecycle.event_name(event.kind),
+                }
+            } else {
+                Error::IllegalTransition {
+                    state: lifecycle.state_name(order.status),
+                    event: lifecycle.event_name(event.kind),
+                }
             });
-        };
-        if lifecycle.requires_reason(event.kind)
-            && event.reason.as_deref().is_none_or(str::is_empty)
-        {
+        }
+        if let Some(expected) = stale {
+            return Err(Error::StaleVersion {
+                expected,
+                actual: order.version,
+            });
+        }
+        if cell.needs_reason && event.reason.as_deref().is_none_or(str::is_empty) {
             return Err(Error::invalid_field("reason", "is required for this event"));
         }
         Ok(Transition {
@@ -245,11 +254,11 @@ impl Engine {
             event_id: event.id,
             event: event.kind,
             from: order.status,
-            to,
+            to: StateId(cell.to),
             version: order.version + 1,
             at: event.at,
             in_previous_state_micros: event.at.micros_since(order.updated_at),
-            terminal: lifecycle.is_terminal(to),
+            terminal: cell.to_terminal,
         })
     }
 

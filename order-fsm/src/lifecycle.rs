@@ -40,7 +40,24 @@ pub struct StateInfo {
     pub terminal: bool,
 }
 
-const NONE: u16 = u16::MAX;
+pub(crate) const NONE: u16 = u16::MAX;
+
+/// Everything the engine needs about one `(state, event)`, in one load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Cell {
+    /// Target state, or `NONE`.
+    pub(crate) to: u16,
+    /// The event must carry a reason.
+    pub(crate) needs_reason: bool,
+    /// The target state is terminal.
+    pub(crate) to_terminal: bool,
+}
+
+const NO_CELL: Cell = Cell {
+    to: NONE,
+    needs_reason: false,
+    to_terminal: false,
+};
 
 /// A validated transition table.
 ///
@@ -70,8 +87,8 @@ pub struct Lifecycle {
     states: Vec<StateInfo>,
     events: Vec<&'static str>,
     reason_required: Vec<bool>,
-    /// `table[state * events.len() + event]` is the target state or `NONE`.
-    table: Vec<u16>,
+    /// `cells[state * events.len() + event]`.
+    cells: Box<[Cell]>,
     /// The automatic advance out of each state, or `NONE`.
     advance: Vec<u16>,
     initial: StateId,
@@ -186,11 +203,34 @@ impl Lifecycle {
     /// The target of `(state, event)`, if the table has that transition.
     #[inline]
     pub fn target(&self, state: StateId, event: EventKind) -> Option<StateId> {
-        let slot = state.index() * self.events.len() + event.index();
-        match self.table.get(slot) {
-            Some(&to) if to != NONE => Some(StateId(to)),
-            _ => None,
+        match self.cell(state, event).to {
+            NONE => None,
+            to => Some(StateId(to)),
         }
+    }
+
+    #[inline]
+    pub(crate) fn cell(&self, state: StateId, event: EventKind) -> Cell {
+        let slot = state.index() * self.events.len() + event.index();
+        self.cells.get(slot).copied().unwrap_or(NO_CELL)
+    }
+
+    /// Number of automatic advances from the initial state to a state without one (the
+    /// length of the happy path), used to size an order's history up front.
+    pub fn happy_path_len(&self) -> usize {
+        let mut state = self.initial;
+        let mut steps = 0;
+        while let Some(to) = self
+            .advance_event(state)
+            .and_then(|e| self.target(state, e))
+        {
+            state = to;
+            steps += 1;
+            if steps > self.states.len() {
+                break; // an automatic cycle: the path has no end
+            }
+        }
+        steps
     }
 
     /// The event that advances `state` automatically (the happy path), if any.
@@ -437,12 +477,21 @@ impl LifecycleBuilder {
             }
         }
 
+        let cells = table
+            .iter()
+            .enumerate()
+            .map(|(slot, &to)| Cell {
+                to,
+                needs_reason: reason_required[slot % n_events],
+                to_terminal: to != NONE && self.states[to as usize].terminal,
+            })
+            .collect();
         Ok(Lifecycle {
             name: self.name,
             states: self.states,
             events,
+            cells,
             reason_required,
-            table,
             advance,
             initial: StateId(initial),
         })

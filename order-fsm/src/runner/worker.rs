@@ -163,7 +163,7 @@ impl Worker {
         let plan = loop {
             self.tally.clear();
             let result = match self.plan(batch).await {
-                Ok(plan) => self.write(&plan).await.map(|()| plan),
+                Ok(mut plan) => self.write(&mut plan).await.map(|()| plan),
                 Err(e) => Err(e),
             };
             match result {
@@ -204,8 +204,9 @@ impl Worker {
         }
     }
 
-    /// Publishes records and dead letters, then commits the new states.
-    async fn write(&mut self, plan: &Plan) -> Result<(), Error> {
+    /// Publishes records and dead letters, then commits the new states (moving them out of
+    /// the plan: a retry plans again from the store).
+    async fn write(&mut self, plan: &mut Plan) -> Result<(), Error> {
         if let (Some(sink), false) = (&self.shared.sink, plan.records.is_empty()) {
             sink.publish(&plan.records).await?;
         }

@@ -1,0 +1,386 @@
+//! The runner against mocks and in-memory parts: acknowledgement, retries, conflicts,
+//! shutdown, dead letters, duplicates, timers and metrics.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mockall::mock;
+use order_fsm::{
+    Clock, Command, Dwell, Error, EventId, ListQuery, MemoryQueue, MemorySink, MemoryStore,
+    OrderId, OrderState, OrderStore, Purchase, RetryPolicy, Runner, StopReason, Timestamp,
+    TransitionRecord, TransitionSink,
+};
+
+mock! {
+    Sink {}
+    #[async_trait]
+    impl TransitionSink for Sink {
+        async fn publish(&self, records: &[TransitionRecord]) -> Result<(), Error>;
+    }
+}
+
+mock! {
+    Store {}
+    #[async_trait]
+    impl OrderStore for Store {
+        async fn get(&self, id: OrderId) -> Result<Option<OrderState>, Error>;
+        async fn compare_and_set(&self, expected_version: u64, state: OrderState) -> Result<(), Error>;
+        async fn list(&self, query: ListQuery) -> Result<Vec<OrderState>, Error>;
+    }
+}
+
+fn down() -> Error {
+    Error::unavailable("test-sink", "connection refused")
+}
+
+fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: None,
+        initial_backoff: Duration::from_millis(1),
+        max_backoff: Duration::from_millis(5),
+    }
+}
+
+fn queue_of(n: usize) -> MemoryQueue {
+    let queue = MemoryQueue::new();
+    queue.extend((0..n).map(|_| Command::place(Purchase::example())));
+    queue.close();
+    queue
+}
+
+#[tokio::test]
+async fn a_failing_sink_means_no_acknowledgement_and_a_retry() {
+    let queue = queue_of(1);
+    let watched = queue.clone();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut sink = MockSink::new();
+    let counter = Arc::clone(&calls);
+    sink.expect_publish().times(3).returning(move |records| {
+        assert_eq!(records.len(), 5, "the whole batch is published again");
+        assert_eq!(
+            watched.committed(),
+            0,
+            "nothing is acknowledged while the sink fails"
+        );
+        let call = counter.fetch_add(1, Ordering::SeqCst);
+        if call < 2 {
+            Err(down())
+        } else {
+            Ok(())
+        }
+    });
+    let store = Arc::new(MemoryStore::new());
+    let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
+        .store(store.clone())
+        .sink(Arc::new(sink))
+        .auto_advance(Dwell::None)
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    let report = runner
+        .run(queue.subscribe(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!((report.acked, queue.committed()), (1, 1));
+    assert_eq!(report.metrics.finished_in("completed"), 1);
+    assert_eq!(store.len(), 1);
+}
+
+#[tokio::test]
+async fn a_fatal_sink_error_stops_the_run_without_acknowledging() {
+    let queue = queue_of(3);
+    let mut sink = MockSink::new();
+    sink.expect_publish()
+        .times(1)
+        .returning(|_| Err(Error::backend("test-sink", "authorization failed")));
+    let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
+        .sink(Arc::new(sink))
+        .workers(1)
+        .max_batch(8)
+        .build()
+        .unwrap();
+    let err = runner
+        .run(queue.subscribe(), std::future::pending())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Backend {
+                backend: "test-sink",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(queue.committed(), 0);
+    assert_eq!(queue.pending(), 3);
+}
+
+#[tokio::test]
+async fn a_store_conflict_is_retried_from_a_fresh_read() {
+    let real = Arc::new(MemoryStore::new());
+    let mut store = MockStore::new();
+    let (r1, r2) = (Arc::clone(&real), Arc::clone(&real));
+    store.expect_get().returning(move |id| Ok(r1.get_now(id)));
+    let mut conflicts = 0;
+    store
+        .expect_compare_and_set()
+        .returning(move |expected, state| {
+            if conflicts == 0 {
+                conflicts += 1;
+                return Err(Error::Conflict {
+                    order_id: state.id,
+                    expected,
+                    actual: Some(9),
+                });
+            }
+            r2.compare_and_set_now(expected, state)
+        });
+    let sink = Arc::new(MemorySink::new());
+    let queue = queue_of(1);
+    let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
+        .store(Arc::new(store))
+        .sink(sink.clone())
+        .auto_advance(Dwell::None)
+        .retry(fast_retry())
+        .build()
+        .unwrap();
+    let report = runner
+        .run(queue.subscribe(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(report.acked, 1);
+    let stored = real.list(ListQuery::default()).await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(
+        stored[0].version, 5,
+        "one placement and four transitions, committed once"
+    );
+    assert_eq!(stored[0].history.len(), 4);
+    let versions: Vec<u64> = sink.records().iter().map(|r| r.version).collect();
+    assert_eq!(
+        versions,
+        [1, 2, 3, 4, 5, 1, 2, 3, 4, 5],
+        "records are published again after the conflict"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_acknowledges_what_finished_and_nothing_else() {
+    let queue = queue_of(5);
+    let mut sink = MockSink::new();
+    let mut calls = 0;
+    // The first batch goes through; after it the sink is down for good.
+    sink.expect_publish().returning(move |_| {
+        calls += 1;
+        if calls == 1 {
+            Ok(())
+        } else {
+            Err(down())
+        }
+    });
+    let runner = Arc::new(
+        Runner::builder(order_fsm::Lifecycle::ecommerce())
+            .sink(Arc::new(sink))
+            .workers(1)
+            .max_batch(1)
+            .queue_capacity(2)
+            .retry(fast_retry())
+            .build()
+            .unwrap(),
+    );
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn({
+        let (runner, source) = (Arc::clone(&runner), queue.subscribe());
+        async move {
+            runner
+                .run(source, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        }
+    });
+    while runner.metrics().orders_placed < 1 {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await; // the second batch is now retrying
+    stop_tx.send(()).unwrap();
+    let report = run.await.unwrap().unwrap();
+    assert_eq!(report.stopped_by, StopReason::Shutdown);
+    assert_eq!(report.acked, 1);
+    assert_eq!(
+        queue.committed(),
+        1,
+        "only the finished command is acknowledged"
+    );
+    assert_eq!(report.received, report.acked + report.unacked);
+    let again: Vec<_> = {
+        let mut source = queue.subscribe();
+        let mut out = Vec::new();
+        while let Some(e) = order_fsm::CommandSource::next(&mut source).await.unwrap() {
+            out.push(e);
+        }
+        out
+    };
+    assert_eq!(
+        again.len(),
+        4,
+        "the four unfinished commands are delivered again"
+    );
+}
+
+#[tokio::test]
+async fn bad_commands_are_dead_lettered_and_the_stream_goes_on() {
+    let queue = MemoryQueue::new();
+    let good = Command::place(Purchase::example());
+    let good_id = good.order_id();
+    let mut bad_purchase = Purchase::example();
+    bad_purchase.price = order_fsm::Money::from_minor_units(-100);
+    queue.extend([
+        good.clone(),
+        Command::apply(good_id, "teleport"),
+        Command::apply(OrderId::random(), "cancel"),
+        Command::apply(good_id, "complete"),
+        Command::place(bad_purchase),
+        Command::Place {
+            order_id: good_id,
+            event_id: EventId::random(),
+            purchase: Purchase::example(),
+            placed_at: None,
+        },
+        Command::apply(good_id, "prepare"),
+    ]);
+    queue.close();
+    let sink = Arc::new(MemorySink::new());
+    let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
+        .sink(sink.clone())
+        .dead_letters(sink.clone())
+        .build()
+        .unwrap();
+    let report = runner
+        .run(queue.subscribe(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(report.acked, 7);
+    let reasons: Vec<String> = sink
+        .dead_letters()
+        .iter()
+        .map(|d| d.reason.clone())
+        .collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    // Orders are spread over workers, so only the order within one order is fixed.
+    for fragment in [
+        "unknown event `teleport`",
+        "not found",
+        "event `complete` is not allowed in state `processing`",
+        "invalid field `price`",
+        "already exists",
+    ] {
+        assert_eq!(
+            reasons.iter().filter(|r| r.contains(fragment)).count(),
+            1,
+            "{fragment}: {reasons:?}"
+        );
+    }
+    let last: Vec<_> = sink
+        .records()
+        .iter()
+        .map(|r| (r.event.to_string(), r.to.to_string()))
+        .collect();
+    assert_eq!(
+        last,
+        [
+            ("place".into(), "processing".into()),
+            ("prepare".into(), "preparing".into())
+        ]
+    );
+    assert_eq!(report.metrics.dead_lettered, 5);
+}
+
+#[tokio::test]
+async fn redelivered_commands_are_duplicates_not_second_transitions() {
+    let queue = MemoryQueue::new();
+    let place = Command::place(Purchase::example());
+    let cancel = Command::apply(place.order_id(), "cancel");
+    queue.extend([
+        place.clone(),
+        place.clone(),
+        cancel.clone(),
+        cancel.clone(),
+        place,
+    ]);
+    queue.close();
+    let sink = Arc::new(MemorySink::new());
+    let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
+        .sink(sink.clone())
+        .dead_letters(sink.clone())
+        .build()
+        .unwrap();
+    let report = runner
+        .run(queue.subscribe(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(report.metrics.duplicates, 3);
+    assert_eq!(sink.records().len(), 2, "one placement, one cancellation");
+    assert!(sink.dead_letters().is_empty());
+}
+
+/// A clock that follows tokio's (pausable) time, so dwell times are measured exactly.
+#[derive(Debug)]
+struct TokioClock(tokio::time::Instant);
+
+impl Clock for TokioClock {
+    fn now(&self) -> Timestamp {
+        Timestamp::from_micros(1_000_000 + self.0.elapsed().as_micros() as u64)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn dwell_times_run_on_timers_not_sleeping_workers() {
+    let orders = 200;
+    let queue = queue_of(orders);
+    let sink = Arc::new(MemorySink::new());
+    let start = tokio::time::Instant::now();
+    let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
+        .sink(sink.clone())
+        .metrics_sink(sink.clone(), Duration::from_millis(500))
+        .workers(1)
+        .auto_advance(Dwell::Fixed(Duration::from_secs(1)))
+        .clock(Arc::new(TokioClock(start)))
+        .build()
+        .unwrap();
+    let report = runner
+        .run(queue.subscribe(), std::future::pending())
+        .await
+        .unwrap();
+    let m = &report.metrics;
+    assert_eq!(m.finished_in("completed"), orders as u64);
+    // One worker holding 200 orders for 4 s each would need 800 s if it slept; timers need ~4 s.
+    let elapsed = start.elapsed();
+    assert!(elapsed < Duration::from_secs(5), "virtual time {elapsed:?}");
+    for t in &m.per_transition {
+        assert_eq!(t.latency.count, orders as u64);
+        assert!((1_000_000..1_010_000).contains(&t.latency.p50_us), "{t:?}");
+    }
+    assert!(
+        (4_000_000..4_040_000).contains(&m.end_to_end.p50_us),
+        "{:?}",
+        m.end_to_end
+    );
+    let windows = sink.metrics();
+    assert!(
+        windows.len() >= 8,
+        "a metrics window every 500 ms, got {}",
+        windows.len()
+    );
+    let transitions: u64 = windows.iter().map(|w| w.metrics.transitions).sum();
+    assert_eq!(
+        transitions,
+        4 * orders as u64,
+        "windows add up to the whole run"
+    );
+}
