@@ -82,12 +82,10 @@ fn fixture() -> (Engine, OrderState, Event) {
         Purchase::example().into(),
         Timestamp::from_micros(1),
     );
-    // A realistic order: two transitions of history, then `ship`.
-    for kind in [PREPARE] {
-        engine
-            .apply_in_place(&mut order, &Event::new(kind, Timestamp::from_micros(2)))
-            .unwrap();
-    }
+    // A realistic order: placed and prepared, now being shipped.
+    engine
+        .apply_in_place(&mut order, &Event::new(PREPARE, Timestamp::from_micros(2)))
+        .unwrap();
     let event = Event::new(SHIP, Timestamp::from_micros(3));
     (engine, order, event)
 }

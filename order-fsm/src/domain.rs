@@ -376,7 +376,8 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut Purchase)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Purchase)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("product", Box::new(|p| p.product = "  ".into())),
             ("price", Box::new(|p| p.price = Money::from_minor_units(-1))),
             (
