@@ -1,4 +1,8 @@
 #![doc = include_str!("../../README.md")]
 //!
-//! This crate holds the runnable programs of the workspace (see `src/bin`); its library is
-//! only the workspace README, so that the README's examples run as doc tests.
+//! This crate holds the runnable programs of the workspace (see `src/bin`) and the helpers
+//! they share: data sets, e-mail notifications and reports.
+
+pub mod dataset;
+pub mod notify;
+pub mod report;

@@ -185,20 +185,40 @@ impl Serialize for Money {
 }
 
 impl<'de> Deserialize<'de> for Money {
+    /// Accepts a decimal string (`"12.30"`), an integer of whole units (`12`), or a float
+    /// whose shortest decimal form has at most two places (what CSV readers infer from
+    /// `12.3`); anything finer is rejected rather than rounded.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Repr {
-            Text(String),
-            Integer(i64),
+        struct MoneyVisitor;
+        impl serde::de::Visitor<'_> for MoneyVisitor {
+            type Value = Money;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a decimal amount with at most two places")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Money, E> {
+                v.parse().map_err(E::custom)
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Money, E> {
+                v.checked_mul(100)
+                    .map(Money)
+                    .ok_or_else(|| E::custom("price out of range"))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Money, E> {
+                i64::try_from(v)
+                    .map_err(|_| E::custom("price out of range"))
+                    .and_then(|v| self.visit_i64(v))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Money, E> {
+                // Rust prints the shortest text that reads back as the same float.
+                self.visit_str(&v.to_string())
+            }
         }
-        match Repr::deserialize(deserializer)? {
-            Repr::Text(s) => s.parse().map_err(serde::de::Error::custom),
-            Repr::Integer(units) => units
-                .checked_mul(100)
-                .map(Money)
-                .ok_or_else(|| serde::de::Error::custom("price out of range")),
-        }
+        deserializer.deserialize_any(MoneyVisitor)
     }
 }
 

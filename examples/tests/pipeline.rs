@@ -1,0 +1,41 @@
+//! The one-command run, exercised as a newcomer runs it.
+
+use std::process::Command;
+
+#[test]
+fn the_pipeline_finishes_every_order_and_writes_its_reports() {
+    let out = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+        .args(["--orders", "300", "--language", "es", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.split_whitespace().eq(["lost", "0"])),
+        "{stdout}"
+    );
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["orders_placed"], 300);
+    assert_eq!(summary["completed"], 300);
+    assert_eq!(summary["lost"], 0);
+    assert_eq!(summary["metrics"]["transitions"], 1_200);
+
+    let mails = std::fs::read_dir(out.path().join("outbox"))
+        .unwrap()
+        .count();
+    assert_eq!(mails, 1_500, "one mail per placement and per transition");
+    for chart in ["throughput.svg", "latency.svg"] {
+        let svg = std::fs::read_to_string(out.path().join(chart)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{chart}");
+    }
+}
