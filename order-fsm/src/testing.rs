@@ -15,6 +15,27 @@ use crate::{
     OrderState, OrderStore, Purchase, Timestamp, TransitionRecord, TransitionSink,
 };
 
+/// The address of a real service for an integration test, from environment variable `var`
+/// (set by the project's service scripts).
+///
+/// When the variable is unset, returns `None` after printing why the test is skipped, so a
+/// developer without the service sees the skip; under CI (`CI=true`) it panics instead,
+/// because there every service must be present.
+pub fn service_address(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{var} is not set: CI must start this service (see scripts/)")
+        }
+        _ => {
+            eprintln!(
+                "SKIPPED: {var} is not set; start the service with scripts/ or run scripts/test.sh"
+            );
+            None
+        }
+    }
+}
+
 /// Commands for `orders` fresh orders: a placement followed by `events_per_order - 1` events
 /// each, interleaved across orders the way a real stream mixes them.
 pub fn sample_commands(orders: usize, events_per_order: usize) -> Vec<Command> {
