@@ -1,13 +1,13 @@
 //! The e-mail notifier against a real SMTP server (aiosmtpd, started by scripts/smtp.sh).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use order_fsm::testing::{sample_records, service_address};
 use order_fsm::{Lifecycle, TransitionSink};
 use order_fsm_examples::notify::{EmailNotifier, Language};
 
-fn mails_mentioning(maildir: &PathBuf, needle: &str) -> Vec<String> {
+fn mails_mentioning(maildir: &Path, needle: &str) -> Vec<String> {
     std::fs::read_dir(maildir.join("new"))
         .map(|entries| {
             entries
