@@ -384,3 +384,74 @@ async fn dwell_times_run_on_timers_not_sleeping_workers() {
         "windows add up to the whole run"
     );
 }
+
+#[tokio::test]
+async fn a_restarted_runner_resumes_orders_waiting_for_an_advance() {
+    let lifecycle = Arc::new(order_fsm::Lifecycle::ecommerce());
+    let engine = order_fsm::Engine::new(Arc::clone(&lifecycle));
+    let store = Arc::new(MemoryStore::new());
+    // 50 orders left at `shipped` by a worker that crashed, and one already cancelled.
+    for i in 0..50u128 {
+        let mut order = engine.place(
+            OrderId::from_u128(i + 1),
+            Purchase::example().into(),
+            Timestamp::from_micros(1),
+        );
+        for kind in [order_fsm::ecommerce::PREPARE, order_fsm::ecommerce::SHIP] {
+            engine
+                .apply_in_place(
+                    &mut order,
+                    &order_fsm::Event::new(kind, Timestamp::from_micros(2)),
+                )
+                .unwrap();
+        }
+        store.compare_and_set_now(0, order).unwrap();
+    }
+    let mut cancelled = engine.place(
+        OrderId::from_u128(999),
+        Purchase::example().into(),
+        Timestamp::from_micros(1),
+    );
+    engine
+        .apply_in_place(
+            &mut cancelled,
+            &order_fsm::Event::new(order_fsm::ecommerce::CANCEL, Timestamp::from_micros(2)),
+        )
+        .unwrap();
+    store.compare_and_set_now(0, cancelled).unwrap();
+
+    let queue = MemoryQueue::new();
+    queue.close();
+    let build = |resume| {
+        Runner::builder(Arc::clone(&lifecycle))
+            .store(store.clone())
+            .auto_advance(Dwell::None)
+            .resume_pending(resume)
+            .build()
+            .unwrap()
+    };
+    let idle = build(false)
+        .run(queue.subscribe(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(idle.metrics.transitions, 0, "without resume nothing moves");
+    let resumed = build(true)
+        .run(queue.subscribe(), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(
+        resumed.metrics.transitions, 100,
+        "deliver and complete for each waiting order"
+    );
+    assert_eq!(resumed.metrics.finished_in("completed"), 50);
+    let completed = lifecycle.state("completed").unwrap();
+    for i in 0..50u128 {
+        let order = store.get_now(OrderId::from_u128(i + 1)).unwrap();
+        assert_eq!((order.status, order.version), (completed, 5));
+    }
+    assert_eq!(
+        store.get_now(OrderId::from_u128(999)).unwrap().version,
+        2,
+        "terminal orders stay"
+    );
+}

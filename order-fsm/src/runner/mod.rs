@@ -79,6 +79,7 @@ pub struct RunnerBuilder {
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
     seed: u64,
+    resume_pending: bool,
 }
 
 impl RunnerBuilder {
@@ -145,6 +146,16 @@ impl RunnerBuilder {
         self
     }
 
+    /// With auto-advance on: at start, advance every order the store holds in a state with
+    /// an automatic advance (default off). Timers live in memory, so a worker that restarts
+    /// after a crash uses this to pick up the orders that were waiting; their advances are
+    /// taken at once, the downtime counting as dwell. Advance event ids are derived from
+    /// `(order, version)`, so runners sharing a store never advance an order twice.
+    pub fn resume_pending(mut self, resume: bool) -> Self {
+        self.resume_pending = resume;
+        self
+    }
+
     /// Seed of the dwell-time random draws (default 0), for repeatable runs.
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -182,6 +193,7 @@ impl RunnerBuilder {
             workers: self.workers,
             queue_capacity: self.queue_capacity,
             seed: self.seed,
+            resume_pending: self.resume_pending && self.auto_advance.is_some(),
         })
     }
 }
@@ -234,6 +246,7 @@ pub struct Runner {
     workers: usize,
     queue_capacity: usize,
     seed: u64,
+    resume_pending: bool,
 }
 
 impl std::fmt::Debug for Runner {
@@ -265,6 +278,7 @@ impl Runner {
                 ..RetryPolicy::default()
             },
             seed: 0,
+            resume_pending: false,
         }
     }
 
@@ -325,6 +339,9 @@ impl Runner {
             })
         });
 
+        if self.resume_pending {
+            self.resume(&senders).await?;
+        }
         tokio::pin!(shutdown);
         let mut stop_rx_dispatch = stop_rx.clone();
         let mut received = 0u64;
@@ -407,6 +424,48 @@ impl Runner {
             unacked,
             metrics: self.shared.metrics.snapshot(),
         })
+    }
+}
+
+impl Runner {
+    /// Queues an advance for every stored order waiting in a state with an automatic advance.
+    async fn resume(&self, senders: &[mpsc::Sender<Work>]) -> Result<(), Error> {
+        let lifecycle = Arc::clone(self.shared.engine.lifecycle());
+        let mut resumed = 0u64;
+        for status in lifecycle
+            .states()
+            .filter(|s| lifecycle.advance_event(*s).is_some())
+        {
+            let mut after = None;
+            loop {
+                let query = crate::ListQuery {
+                    status: Some(status),
+                    after,
+                    limit: 1_000,
+                };
+                let page = self
+                    .shared
+                    .retry
+                    .run(|| self.shared.store.list(query))
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = Some(last.id);
+                for order in page {
+                    let shard = (order.id.shard_key() % self.workers as u64) as usize;
+                    let work = Work::Advance {
+                        order_id: order.id,
+                        version: order.version,
+                    };
+                    senders[shard]
+                        .send(work)
+                        .await
+                        .map_err(|_| Error::Closed("runner worker"))?;
+                    resumed += 1;
+                }
+            }
+        }
+        tracing::info!(resumed, "resumed orders waiting for an automatic advance");
+        Ok(())
     }
 }
 
