@@ -341,6 +341,23 @@ impl MemoryStore {
         lock(self.shard(id)).get_mut(&id).map(f)
     }
 
+    /// Applies a published record to the store, as a read model does: a placement creates
+    /// the order, a transition extends it. Returns `false` (changing nothing) for a repeat,
+    /// an out-of-order record or one the lifecycle cannot read.
+    pub fn project(&self, lifecycle: &crate::Lifecycle, record: &TransitionRecord) -> bool {
+        let mut shard = lock(self.shard(record.order_id));
+        match shard.get_mut(&record.order_id) {
+            Some(state) => state.apply_record(lifecycle, record),
+            None => match OrderState::from_placement(lifecycle, record) {
+                Some(state) => {
+                    shard.insert(state.id, state);
+                    true
+                }
+                None => false,
+            },
+        }
+    }
+
     /// Synchronous read, the body of [`OrderStore::get`].
     pub fn get_now(&self, id: OrderId) -> Option<OrderState> {
         lock(self.shard(id)).get(&id).cloned()

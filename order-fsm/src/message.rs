@@ -212,3 +212,54 @@ pub struct DeadLetter {
     /// Where it came from.
     pub origin: Origin,
 }
+
+/// Rebuilding order states from published records: read models in other processes and
+/// recovery after a restart.
+impl OrderState {
+    /// The order a placement record describes; `None` if `record` is not a placement or names
+    /// a state the lifecycle does not have.
+    pub fn from_placement(lifecycle: &Lifecycle, record: &TransitionRecord) -> Option<OrderState> {
+        if record.from.is_some() || record.version != 1 {
+            return None;
+        }
+        Some(OrderState {
+            id: record.order_id,
+            purchase: Arc::clone(&record.purchase),
+            status: lifecycle.state(&record.to)?,
+            version: 1,
+            placed_by: record.event_id,
+            created_at: record.placed_at,
+            updated_at: record.at,
+            history: Vec::new(),
+            rejected: Vec::new(),
+        })
+    }
+
+    /// Applies the record that follows this state (version + 1). Returns `false` and changes
+    /// nothing for a repeat, a gap, another order or names the lifecycle does not have.
+    pub fn apply_record(&mut self, lifecycle: &Lifecycle, record: &TransitionRecord) -> bool {
+        let (Some(from), Some(to), Some(event)) = (
+            record.from.as_deref().and_then(|f| lifecycle.state(f)),
+            lifecycle.state(&record.to),
+            lifecycle.event(&record.event),
+        ) else {
+            return false;
+        };
+        if record.order_id != self.id || record.version != self.version + 1 || from != self.status {
+            return false;
+        }
+        self.history.push(HistoryEntry {
+            event_id: record.event_id,
+            event,
+            from,
+            to,
+            version: record.version,
+            at: record.at,
+            reason: record.reason.clone(),
+        });
+        self.status = to;
+        self.version = record.version;
+        self.updated_at = record.at;
+        true
+    }
+}

@@ -455,3 +455,53 @@ async fn a_restarted_runner_resumes_orders_waiting_for_an_advance() {
         "terminal orders stay"
     );
 }
+
+#[tokio::test]
+async fn records_rebuild_the_same_states_in_a_read_model() {
+    let queue = queue_of(20);
+    let cancel_first = Command::apply(order_fsm::OrderId::from_u128(0), "cancel"); // dead letter
+    queue.extend([cancel_first]);
+    let sink = Arc::new(MemorySink::new());
+    let store = Arc::new(MemoryStore::new());
+    let lifecycle = order_fsm::Lifecycle::ecommerce();
+    Runner::builder(lifecycle.clone())
+        .store(store.clone())
+        .sink(sink.clone())
+        .auto_advance(Dwell::None)
+        .build()
+        .unwrap()
+        .run(queue.subscribe(), std::future::pending())
+        .await
+        .unwrap();
+    let read_model = MemoryStore::new();
+    let records = sink.records();
+    for record in &records {
+        assert!(
+            read_model.project(&lifecycle, record),
+            "every record applies once, in order"
+        );
+    }
+    for record in &records {
+        assert!(
+            !read_model.project(&lifecycle, record),
+            "a repeated record changes nothing"
+        );
+    }
+    let all = |s: &MemoryStore| {
+        let mut v: Vec<_> = records
+            .iter()
+            .filter_map(|r| s.get_now(r.order_id))
+            .collect();
+        v.dedup_by_key(|o| o.id);
+        v
+    };
+    let (original, rebuilt) = (all(&store), all(&read_model));
+    assert_eq!(original.len(), 20);
+    for (a, b) in original.iter().zip(&rebuilt) {
+        assert_eq!(
+            (a.status, a.version, a.created_at),
+            (b.status, b.version, b.created_at)
+        );
+        assert_eq!(a.history, b.history);
+    }
+}
