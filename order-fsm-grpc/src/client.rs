@@ -1,0 +1,479 @@
+//! A typed client: core types in and out, retries on `UNAVAILABLE` with the same
+//! idempotency key.
+
+use std::future::Future;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use order_fsm::{Error as CoreError, EventId, OrderId, Purchase, RetryPolicy, Timestamp};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request};
+
+use crate::convert::{purchase_from_proto, purchase_to_proto};
+use crate::proto;
+use crate::proto::order_service_client::OrderServiceClient;
+use crate::Error;
+
+/// Where and how the client connects.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The server's URL (`http://127.0.0.1:50051`, or `https://...` with TLS).
+    pub endpoint: String,
+    /// Trust this CA (PEM) and use TLS.
+    pub tls_ca_pem: Option<Vec<u8>>,
+    /// The name to verify the server certificate against (default: the URL's host).
+    pub tls_domain: Option<String>,
+    /// Deadline of each call, sent as `grpc-timeout` (default 10 s; `None`: no deadline).
+    pub timeout: Option<Duration>,
+    /// Time allowed to establish a connection (default 5 s).
+    pub connect_timeout: Duration,
+    /// Retries of `UNAVAILABLE` answers and connection failures (default: 5 attempts,
+    /// 50 ms doubling to 1 s). Every attempt of one call carries the same idempotency key.
+    pub retry: RetryPolicy,
+}
+
+impl ClientConfig {
+    /// The defaults for `endpoint`.
+    pub fn new(endpoint: impl Into<String>) -> Self {
+        Self {
+            endpoint: endpoint.into(),
+            tls_ca_pem: None,
+            tls_domain: None,
+            timeout: Some(Duration::from_secs(10)),
+            connect_timeout: Duration::from_secs(5),
+            retry: RetryPolicy {
+                max_attempts: Some(5),
+                initial_backoff: Duration::from_millis(50),
+                max_backoff: Duration::from_secs(1),
+            },
+        }
+    }
+
+    /// The defaults for `ORDER_FSM_GRPC_URL` (default `http://127.0.0.1:50051`).
+    pub fn from_env() -> Self {
+        Self::new(
+            std::env::var("ORDER_FSM_GRPC_URL").unwrap_or_else(|_| "http://127.0.0.1:50051".into()),
+        )
+    }
+
+    /// Uses TLS, trusting `ca_pem`, verifying the certificate against `domain`.
+    #[must_use]
+    pub fn with_tls(mut self, ca_pem: impl Into<Vec<u8>>, domain: impl Into<String>) -> Self {
+        self.tls_ca_pem = Some(ca_pem.into());
+        self.tls_domain = Some(domain.into());
+        self
+    }
+
+    /// Sets the per-call deadline.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the retry policy.
+    #[must_use]
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    fn endpoint(&self) -> Result<Endpoint, Error> {
+        let endpoint = Endpoint::from_shared(self.endpoint.clone())?
+            .connect_timeout(self.connect_timeout)
+            .tcp_nodelay(true);
+        match &self.tls_ca_pem {
+            None => Ok(endpoint),
+            Some(ca) => tls(endpoint, ca, self.tls_domain.as_deref()),
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+fn tls(endpoint: Endpoint, ca: &[u8], domain: Option<&str>) -> Result<Endpoint, Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig};
+    let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+    if let Some(domain) = domain {
+        config = config.domain_name(domain);
+    }
+    Ok(endpoint.tls_config(config)?)
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls(_: Endpoint, _: &[u8], _: Option<&str>) -> Result<Endpoint, Error> {
+    Err(Error::Config("TLS needs the crate's `tls` feature".into()))
+}
+
+/// The answer to [`OrderClient::place_order`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PlacedOrder {
+    /// The order's id.
+    pub order_id: OrderId,
+    /// The placement's event id.
+    pub event_id: EventId,
+    /// The initial state, or the current one when the order already existed.
+    pub status: String,
+    /// The order's version.
+    pub version: u64,
+    /// Whether the idempotency key named an existing order.
+    pub already_existed: bool,
+}
+
+/// One transition of an order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TransitionView {
+    /// Version after the change (1 for the placement).
+    pub version: u64,
+    /// State before, `None` for the placement.
+    pub from: Option<String>,
+    /// State after.
+    pub to: String,
+    /// Event name.
+    pub event: String,
+    /// The event's id.
+    pub event_id: EventId,
+    /// When.
+    pub at: Timestamp,
+    /// Microseconds spent in `from`.
+    pub in_previous_state_micros: u64,
+    /// Whether `to` is terminal.
+    pub terminal: bool,
+    /// The event's reason, if any.
+    pub reason: Option<String>,
+}
+
+/// An order as the server reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OrderView {
+    /// The order's id.
+    pub order_id: OrderId,
+    /// What was bought.
+    pub purchase: Purchase,
+    /// Current state.
+    pub status: String,
+    /// Current version.
+    pub version: u64,
+    /// Whether the state is terminal.
+    pub terminal: bool,
+    /// When it was placed.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+    /// Every transition, the placement first.
+    pub history: Vec<TransitionView>,
+}
+
+/// One page of [`OrderClient::list_orders`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OrderPage {
+    /// Orders in ascending id order.
+    pub orders: Vec<OrderView>,
+    /// Token of the next page, `None` on the last one.
+    pub next_page_token: Option<String>,
+}
+
+/// The answer to [`OrderClient::apply_event`] and [`OrderClient::cancel_order`]: the
+/// transition the event will cause once the runner applies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventAccepted {
+    /// The order.
+    pub order_id: OrderId,
+    /// The event's id.
+    pub event_id: EventId,
+    /// State before.
+    pub from: String,
+    /// State after.
+    pub to: String,
+    /// Version after.
+    pub version: u64,
+    /// Whether the same event (same idempotency key) was already applied.
+    pub already_applied: bool,
+}
+
+/// Options of an event call.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EventOptions {
+    /// Apply only at exactly this version (`ABORTED` otherwise).
+    pub expected_version: Option<u64>,
+    /// Why (required by events like `fail`).
+    pub reason: Option<String>,
+    /// Same key, same event; the client makes one up per call when `None`.
+    pub idempotency_key: Option<String>,
+}
+
+/// A typed client of `order_fsm.v1.OrderService`. Cheap to clone; clones share the
+/// connection.
+#[derive(Clone, Debug)]
+pub struct OrderClient {
+    inner: OrderServiceClient<Channel>,
+    timeout: Option<Duration>,
+    retry: RetryPolicy,
+}
+
+fn response_err(e: CoreError) -> Error {
+    Error::Response(e)
+}
+
+fn fresh_key() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl OrderClient {
+    /// Connects now.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the endpoint is invalid or unreachable.
+    pub async fn connect(config: ClientConfig) -> Result<Self, Error> {
+        let channel = config.endpoint()?.connect().await?;
+        Ok(Self::from_channel(channel, &config))
+    }
+
+    /// Connects on first use (and reconnects after failures); calls made while the server
+    /// is unreachable fail with `UNAVAILABLE` and are retried by the policy.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the endpoint is invalid.
+    pub fn connect_lazy(config: ClientConfig) -> Result<Self, Error> {
+        let channel = config.endpoint()?.connect_lazy();
+        Ok(Self::from_channel(channel, &config))
+    }
+
+    fn from_channel(channel: Channel, config: &ClientConfig) -> Self {
+        Self {
+            inner: OrderServiceClient::new(channel),
+            timeout: config.timeout,
+            retry: config.retry,
+        }
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = Request::new(message);
+        if let Some(timeout) = self.timeout {
+            request.set_timeout(timeout);
+        }
+        request
+    }
+
+    /// Runs `call` until it succeeds, fails with something other than `UNAVAILABLE`, or the
+    /// retry policy gives up.
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    where
+        F: FnMut(OrderServiceClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut attempt = 1;
+        loop {
+            match call(self.inner.clone()).await {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) if status.code() == Code::Unavailable && self.retry.allows(attempt) => {
+                    tracing::debug!(attempt, %status, "order service unavailable, retrying");
+                    tokio::time::sleep(self.retry.backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(status) => return Err(status.into()),
+            }
+        }
+    }
+
+    /// Places an order. With `idempotency_key`, the same key always names the same order;
+    /// without, the client makes a key up so its own retries stay idempotent.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] with `INVALID_ARGUMENT` naming the field, `UNAVAILABLE` after the
+    /// retries, ...
+    pub async fn place_order(
+        &self,
+        purchase: &Purchase,
+        idempotency_key: Option<&str>,
+    ) -> Result<PlacedOrder, Error> {
+        let message = proto::PlaceOrderRequest {
+            purchase: Some(purchase_to_proto(purchase)),
+            idempotency_key: Some(idempotency_key.map_or_else(fresh_key, str::to_owned)),
+        };
+        let reply = self
+            .retrying(|mut c| {
+                let request = self.request(message.clone());
+                async move { c.place_order(request).await }
+            })
+            .await?;
+        Ok(PlacedOrder {
+            order_id: reply.order_id.parse().map_err(response_err)?,
+            event_id: reply.event_id.parse().map_err(response_err)?,
+            status: reply.status,
+            version: reply.version,
+            already_existed: reply.already_existed,
+        })
+    }
+
+    /// Reads one order.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] with `NOT_FOUND` for an unknown order (or one not processed yet).
+    pub async fn get_order(&self, order_id: OrderId) -> Result<OrderView, Error> {
+        let message = proto::GetOrderRequest {
+            order_id: order_id.to_string(),
+        };
+        let reply = self
+            .retrying(|mut c| {
+                let request = self.request(message.clone());
+                async move { c.get_order(request).await }
+            })
+            .await?;
+        order_from_proto(reply)
+    }
+
+    /// One page of orders, optionally only those in `status`.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] with `INVALID_ARGUMENT` for an unknown status or a bad token.
+    pub async fn list_orders(
+        &self,
+        status: Option<&str>,
+        page_size: u32,
+        page_token: Option<&str>,
+    ) -> Result<OrderPage, Error> {
+        let message = proto::ListOrdersRequest {
+            status: status.unwrap_or_default().to_owned(),
+            page_size,
+            page_token: page_token.unwrap_or_default().to_owned(),
+        };
+        let reply = self
+            .retrying(|mut c| {
+                let request = self.request(message.clone());
+                async move { c.list_orders(request).await }
+            })
+            .await?;
+        Ok(OrderPage {
+            orders: reply
+                .orders
+                .into_iter()
+                .map(order_from_proto)
+                .collect::<Result<_, _>>()?,
+            next_page_token: Some(reply.next_page_token).filter(|t| !t.is_empty()),
+        })
+    }
+
+    /// Submits `event` for an order after the server checked it is allowed now.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`]: `INVALID_ARGUMENT` (unknown event, missing reason), `NOT_FOUND`,
+    /// `FAILED_PRECONDITION` (not allowed in the current state), `ABORTED` (stale version).
+    pub async fn apply_event(
+        &self,
+        order_id: OrderId,
+        event: &str,
+        options: EventOptions,
+    ) -> Result<EventAccepted, Error> {
+        let message = proto::ApplyEventRequest {
+            order_id: order_id.to_string(),
+            event: event.to_owned(),
+            expected_version: options.expected_version,
+            reason: options.reason,
+            idempotency_key: Some(options.idempotency_key.unwrap_or_else(fresh_key)),
+        };
+        let reply = self
+            .retrying(|mut c| {
+                let request = self.request(message.clone());
+                async move { c.apply_event(request).await }
+            })
+            .await?;
+        accepted_from_proto(reply)
+    }
+
+    /// Submits the lifecycle's cancel event.
+    ///
+    /// # Errors
+    /// As [`OrderClient::apply_event`].
+    pub async fn cancel_order(
+        &self,
+        order_id: OrderId,
+        options: EventOptions,
+    ) -> Result<EventAccepted, Error> {
+        let message = proto::CancelOrderRequest {
+            order_id: order_id.to_string(),
+            expected_version: options.expected_version,
+            reason: options.reason,
+            idempotency_key: Some(options.idempotency_key.unwrap_or_else(fresh_key)),
+        };
+        let reply = self
+            .retrying(|mut c| {
+                let request = self.request(message.clone());
+                async move { c.cancel_order(request).await }
+            })
+            .await?;
+        accepted_from_proto(reply)
+    }
+
+    /// The order's transitions so far, then each new one; the stream ends after a terminal
+    /// state. The client's per-call deadline does not apply to the stream.
+    ///
+    /// # Errors
+    /// [`Error::Rpc`] with `NOT_FOUND` for an unknown order; items fail with `UNAVAILABLE`
+    /// when the server shuts down.
+    pub async fn watch_order(
+        &self,
+        order_id: OrderId,
+    ) -> Result<impl Stream<Item = Result<TransitionView, Error>> + Send + 'static, Error> {
+        let message = proto::WatchOrderRequest {
+            order_id: order_id.to_string(),
+        };
+        let stream = self
+            .retrying(|mut c| {
+                let request = Request::new(message.clone());
+                async move { c.watch_order(request).await }
+            })
+            .await?;
+        Ok(stream.map(|item| transition_from_proto(item?)))
+    }
+}
+
+fn transition_from_proto(t: proto::Transition) -> Result<TransitionView, Error> {
+    Ok(TransitionView {
+        version: t.version,
+        from: t.from_status,
+        to: t.to_status,
+        event: t.event,
+        event_id: t.event_id.parse().map_err(response_err)?,
+        at: Timestamp::from_micros(t.at_micros),
+        in_previous_state_micros: t.in_previous_state_micros,
+        terminal: t.terminal,
+        reason: t.reason,
+    })
+}
+
+fn order_from_proto(o: proto::Order) -> Result<OrderView, Error> {
+    let purchase = o
+        .purchase
+        .ok_or_else(|| response_err(CoreError::invalid_field("purchase", "is missing")))?;
+    Ok(OrderView {
+        order_id: o.order_id.parse().map_err(response_err)?,
+        purchase: purchase_from_proto(purchase).map_err(response_err)?,
+        status: o.status,
+        version: o.version,
+        terminal: o.terminal,
+        created_at: Timestamp::from_micros(o.created_at_micros),
+        updated_at: Timestamp::from_micros(o.updated_at_micros),
+        history: o
+            .history
+            .into_iter()
+            .map(transition_from_proto)
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+fn accepted_from_proto(a: proto::EventAccepted) -> Result<EventAccepted, Error> {
+    Ok(EventAccepted {
+        order_id: a.order_id.parse().map_err(response_err)?,
+        event_id: a.event_id.parse().map_err(response_err)?,
+        from: a.from_status,
+        to: a.to_status,
+        version: a.version,
+        already_applied: a.already_applied,
+    })
+}

@@ -1,0 +1,208 @@
+//! Server configuration: address, limits, deadlines, TLS.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::Error;
+
+/// A PEM certificate chain and private key, for serving TLS.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The certificate chain, PEM.
+    pub cert_pem: Vec<u8>,
+    /// The private key, PEM.
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
+            .field("key_pem", &"<redacted>")
+            .finish()
+    }
+}
+
+impl TlsIdentity {
+    /// An identity from PEM bytes.
+    pub fn from_pem(cert_pem: impl Into<Vec<u8>>, key_pem: impl Into<Vec<u8>>) -> Self {
+        Self {
+            cert_pem: cert_pem.into(),
+            key_pem: key_pem.into(),
+        }
+    }
+
+    /// Reads the certificate chain and key from PEM files.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when a file cannot be read.
+    pub fn from_files(cert: &str, key: &str) -> Result<Self, Error> {
+        Ok(Self::from_pem(std::fs::read(cert)?, std::fs::read(key)?))
+    }
+}
+
+/// How the server listens and what it allows.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Where [`crate::OrderServiceBuilder::serve`] listens (default `127.0.0.1:50051`).
+    pub addr: SocketAddr,
+    /// Largest request message accepted, in bytes (default 64 KiB); a larger one fails with
+    /// `OUT_OF_RANGE` before it is decoded.
+    pub max_request_bytes: usize,
+    /// Largest response message sent, in bytes (default 4 MiB).
+    pub max_response_bytes: usize,
+    /// Longest a unary call may run, and the cap on a client's `grpc-timeout`
+    /// (default 30 s; `None`: only the client's deadline). `WatchOrder` is bounded only by
+    /// the client's deadline.
+    pub request_timeout: Option<Duration>,
+    /// Concurrent requests per connection (default: unlimited).
+    pub concurrency_limit_per_connection: Option<usize>,
+    /// Orders per `ListOrders` page when the request says 0 (default 100).
+    pub default_page_size: u32,
+    /// Most orders per `ListOrders` page; larger requests are clamped (default 1000).
+    pub max_page_size: u32,
+    /// The lifecycle event `CancelOrder` applies (default `cancel`).
+    pub cancel_event: String,
+    /// How often a `WatchOrder` stream re-reads the store when no live record arrived
+    /// (default 500 ms); the only source of updates when no [`crate::WatchHub`] is set.
+    pub watch_poll_interval: Duration,
+    /// Serve TLS with this identity (default: plaintext).
+    pub tls: Option<TlsIdentity>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            max_request_bytes: 64 * 1024,
+            max_response_bytes: 4 * 1024 * 1024,
+            request_timeout: Some(Duration::from_secs(30)),
+            concurrency_limit_per_connection: None,
+            default_page_size: 100,
+            max_page_size: 1000,
+            cancel_event: "cancel".into(),
+            watch_poll_interval: Duration::from_millis(500),
+            tls: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The defaults, overridden by `ORDER_FSM_GRPC_ADDR`, `ORDER_FSM_GRPC_MAX_REQUEST_BYTES`,
+    /// `ORDER_FSM_GRPC_REQUEST_TIMEOUT_MS` and, together, `ORDER_FSM_GRPC_TLS_CERT` /
+    /// `ORDER_FSM_GRPC_TLS_KEY` (PEM file paths).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an unparsable value, [`Error::Io`] for unreadable TLS files.
+    pub fn from_env() -> Result<Self, Error> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let bad = |name: &str, value: &str| Error::Config(format!("{name}={value:?} is invalid"));
+        let mut config = Self::default();
+        if let Some(v) = var("ORDER_FSM_GRPC_ADDR") {
+            config.addr = v.parse().map_err(|_| bad("ORDER_FSM_GRPC_ADDR", &v))?;
+        }
+        if let Some(v) = var("ORDER_FSM_GRPC_MAX_REQUEST_BYTES") {
+            config.max_request_bytes = v
+                .parse()
+                .map_err(|_| bad("ORDER_FSM_GRPC_MAX_REQUEST_BYTES", &v))?;
+        }
+        if let Some(v) = var("ORDER_FSM_GRPC_REQUEST_TIMEOUT_MS") {
+            let ms: u64 = v
+                .parse()
+                .map_err(|_| bad("ORDER_FSM_GRPC_REQUEST_TIMEOUT_MS", &v))?;
+            config.request_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        match (
+            var("ORDER_FSM_GRPC_TLS_CERT"),
+            var("ORDER_FSM_GRPC_TLS_KEY"),
+        ) {
+            (Some(cert), Some(key)) => config.tls = Some(TlsIdentity::from_files(&cert, &key)?),
+            (None, None) => {}
+            _ => {
+                return Err(Error::Config(
+                    "set both ORDER_FSM_GRPC_TLS_CERT and ORDER_FSM_GRPC_TLS_KEY, or neither"
+                        .into(),
+                ))
+            }
+        }
+        Ok(config)
+    }
+
+    /// Sets the listening address.
+    #[must_use]
+    pub fn with_addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Sets the request and response size limits, in bytes.
+    #[must_use]
+    pub fn with_message_limits(
+        mut self,
+        max_request_bytes: usize,
+        max_response_bytes: usize,
+    ) -> Self {
+        self.max_request_bytes = max_request_bytes;
+        self.max_response_bytes = max_response_bytes;
+        self
+    }
+
+    /// Sets the cap on a unary call's duration.
+    #[must_use]
+    pub fn with_request_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Limits concurrent requests per connection.
+    #[must_use]
+    pub fn with_concurrency_limit_per_connection(mut self, limit: Option<usize>) -> Self {
+        self.concurrency_limit_per_connection = limit;
+        self
+    }
+
+    /// Sets the default and largest `ListOrders` page sizes.
+    #[must_use]
+    pub fn with_page_sizes(mut self, default_page_size: u32, max_page_size: u32) -> Self {
+        self.default_page_size = default_page_size;
+        self.max_page_size = max_page_size;
+        self
+    }
+
+    /// Sets the event `CancelOrder` applies.
+    #[must_use]
+    pub fn with_cancel_event(mut self, event: impl Into<String>) -> Self {
+        self.cancel_event = event.into();
+        self
+    }
+
+    /// Sets how often a watch stream re-reads the store when idle.
+    #[must_use]
+    pub fn with_watch_poll_interval(mut self, interval: Duration) -> Self {
+        self.watch_poll_interval = interval;
+        self
+    }
+
+    /// Serves TLS with `identity`.
+    #[must_use]
+    pub fn with_tls(mut self, identity: TlsIdentity) -> Self {
+        self.tls = Some(identity);
+        self
+    }
+
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        if self.default_page_size == 0 || self.max_page_size < self.default_page_size {
+            return Err(Error::Config(
+                "page sizes: need 0 < default_page_size <= max_page_size".into(),
+            ));
+        }
+        if self.max_request_bytes == 0 || self.max_response_bytes == 0 {
+            return Err(Error::Config("message limits must be positive".into()));
+        }
+        if self.watch_poll_interval.is_zero() {
+            return Err(Error::Config("watch_poll_interval must be positive".into()));
+        }
+        Ok(())
+    }
+}

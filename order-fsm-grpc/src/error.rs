@@ -1,0 +1,120 @@
+//! The crate's error type and the mapping of core errors onto gRPC status codes.
+
+use tonic::{Code, Status};
+
+/// Everything that can go wrong in `order-fsm-grpc`, each variant with how to react.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is missing or invalid (address, TLS material, missing sink or
+    /// store). Permanent: fix the configuration.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+
+    /// The transport failed: binding or serving (server), connecting (client), TLS setup.
+    /// Connection trouble is usually transient; retry with backoff.
+    #[error("transport error: {0}")]
+    Transport(#[from] tonic::transport::Error),
+
+    /// Reading configuration files or binding a socket failed.
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+
+    /// The server answered a call with a non-OK status. React by [`Error::code`]:
+    /// `INVALID_ARGUMENT` (fix the input; the message names the field), `NOT_FOUND`,
+    /// `FAILED_PRECONDITION` (the event is not allowed now), `ABORTED` (re-read the order
+    /// and decide again), `UNAVAILABLE` (retry later with the same idempotency key; the
+    /// client already did, up to its retry policy).
+    #[error("{code:?}: {message}")]
+    Rpc {
+        /// The gRPC status code.
+        code: Code,
+        /// The server's message.
+        message: String,
+    },
+
+    /// The server's answer could not be turned into the core types (an unparsable id or
+    /// price). Permanent: client and server disagree on the contract.
+    #[error("malformed response: {0}")]
+    Response(#[source] order_fsm::Error),
+}
+
+impl Error {
+    /// The gRPC code of a failed call, `None` for errors that are not a call's status.
+    pub fn code(&self) -> Option<Code> {
+        match self {
+            Self::Rpc { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+
+    /// Whether trying again later may succeed (`UNAVAILABLE`, transport trouble).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Transport(_)) || self.code() == Some(Code::Unavailable)
+    }
+}
+
+impl From<Status> for Error {
+    fn from(status: Status) -> Self {
+        Self::Rpc {
+            code: status.code(),
+            message: status.message().to_owned(),
+        }
+    }
+}
+
+/// The status of a core error; `event` names the event being applied, if any, so that a
+/// terminal state's refusal names both state and event.
+pub(crate) fn to_status(error: order_fsm::Error, event: Option<&str>) -> Status {
+    use order_fsm::Error as E;
+    match error {
+        E::InvalidField { .. } | E::Decode { .. } => Status::invalid_argument(error.to_string()),
+        E::UnknownEvent { event } => {
+            Status::invalid_argument(format!("invalid field `event`: unknown event `{event}`"))
+        }
+        E::NotFound { .. } => Status::not_found(error.to_string()),
+        E::IllegalTransition { .. } => Status::failed_precondition(error.to_string()),
+        E::Terminal { state } => Status::failed_precondition(format!(
+            "illegal transition: event `{}` is not allowed in terminal state `{state}`",
+            event.unwrap_or("?")
+        )),
+        E::StaleVersion { .. } | E::Conflict { .. } => Status::aborted(error.to_string()),
+        E::Duplicate { .. } => Status::already_exists(error.to_string()),
+        E::Unavailable { .. } | E::Closed(_) => Status::unavailable(error.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+/// `INVALID_ARGUMENT` naming `field`.
+pub(crate) fn invalid(field: &'static str, reason: &str) -> Status {
+    Status::invalid_argument(format!("invalid field `{field}`: {reason}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn core_errors_map_to_codes_naming_what_is_wrong() {
+        use order_fsm::Error as E;
+        let s = to_status(E::invalid_field("price", "is negative"), None);
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().contains("price"));
+        let s = to_status(E::Terminal { state: "completed" }, Some("cancel"));
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        assert!(s.message().contains("completed") && s.message().contains("cancel"));
+        let s = to_status(E::unavailable("kafka", "down"), None);
+        assert_eq!(s.code(), Code::Unavailable);
+        let s = to_status(
+            E::StaleVersion {
+                expected: 1,
+                actual: 2,
+            },
+            None,
+        );
+        assert_eq!(s.code(), Code::Aborted);
+        let e = Error::from(Status::unavailable("x"));
+        assert!(e.is_retryable());
+        assert_eq!(e.code(), Some(Code::Unavailable));
+    }
+}
