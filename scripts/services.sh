@@ -8,8 +8,17 @@ for candidate in kafka elastic smtp; do
   if [ -x "scripts/$candidate.sh" ]; then SERVICES+=("$candidate"); fi
 done
 
+# Python clients the interoperability tests drive (a second, independent implementation of
+# each wire protocol).
+python_clients() {
+  python3 -c "import grpc_tools" 2>/dev/null || python3 -m pip install --quiet -r scripts/grpc-requirements.txt >&2
+  python3 -c "import confluent_kafka" 2>/dev/null || python3 -m pip install --quiet confluent-kafka >&2
+}
+
 services_start() {
   local s
+  echo "== installing Python interop clients (skipped when present)" >&2
+  python_clients
   for s in "${SERVICES[@]}"; do
     echo "== installing $s (skipped when present)" >&2
     "scripts/$s.sh" install >&2
