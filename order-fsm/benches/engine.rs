@@ -173,7 +173,7 @@ fn million_orders(c: &mut Criterion) {
     group.throughput(Throughput::Elements(4 * ORDERS));
     group.bench_function("1M_orders_engine_and_memory_store", |b| {
         b.iter_with_large_drop(|| {
-            let store = MemoryStore::new();
+            let store = MemoryStore::with_capacity(ORDERS as usize);
             assert_eq!(full_lifecycle(&engine, &store, &purchase), 4 * ORDERS);
             store
         })

@@ -296,6 +296,21 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// An empty store with room for `orders` orders without growing.
+    pub fn with_capacity(orders: usize) -> Self {
+        let per_shard = orders.div_ceil(STORE_SHARDS);
+        Self {
+            shards: (0..STORE_SHARDS)
+                .map(|_| {
+                    Mutex::new(Shard::with_capacity_and_hasher(
+                        per_shard,
+                        Default::default(),
+                    ))
+                })
+                .collect(),
+        }
+    }
+
     fn shard(&self, id: OrderId) -> &Mutex<Shard> {
         &self.shards[(id.shard_key() % STORE_SHARDS as u64) as usize]
     }

@@ -28,7 +28,8 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
-    fn of(h: &Histogram<u64>) -> Self {
+    /// The summary of an HDR histogram of microseconds.
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
         if h.is_empty() {
             return Self::default();
         }
@@ -176,18 +177,18 @@ impl Tally {
                 .map(|((from, to), h)| TransitionLatency {
                     from: Cow::Borrowed(lifecycle.state_name(*from)),
                     to: Cow::Borrowed(lifecycle.state_name(*to)),
-                    latency: LatencySummary::of(h),
+                    latency: LatencySummary::from_histogram(h),
                 })
                 .collect(),
             end_to_end: self
                 .end_to_end
                 .as_ref()
-                .map(LatencySummary::of)
+                .map(LatencySummary::from_histogram)
                 .unwrap_or_default(),
             processing: self
                 .processing
                 .as_ref()
-                .map(LatencySummary::of)
+                .map(LatencySummary::from_histogram)
                 .unwrap_or_default(),
         }
     }
