@@ -33,7 +33,10 @@ fn the_pipeline_finishes_every_order_and_writes_its_reports() {
     let mails = std::fs::read_dir(out.path().join("outbox"))
         .unwrap()
         .count();
-    assert_eq!(mails, 1_500, "one mail per placement and per transition");
+    assert_eq!(
+        mails, 1_505,
+        "one mail per placement and per transition (and 5 for the warm-up order)"
+    );
     for chart in ["throughput.svg", "latency.svg"] {
         let svg = std::fs::read_to_string(out.path().join(chart)).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{chart}");

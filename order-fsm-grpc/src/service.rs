@@ -106,7 +106,8 @@ impl Service {
             order_id,
             event_id,
             purchase,
-            placed_at: None,
+            // End-to-end latency runs from here, the moment the intake accepted the order.
+            placed_at: Some(order_fsm::Clock::now(&order_fsm::SystemClock)),
         };
         self.commands.submit(&[command]).await.map_err(core)?;
         Ok(proto::PlaceOrderResponse {

@@ -1,23 +1,22 @@
-//! The whole order pipeline in one process, on embedded defaults.
+//! The whole order system in one process, on embedded defaults.
 //!
-//! Generates a seeded data set, places every order, runs the state-machine workers until
-//! every order is finished, mails each state change into an outbox folder, and prints and
-//! writes a summary with charts.
+//! Starts librdkafka's mock cluster, the gRPC intake on a free loopback port and the
+//! state-machine workers; generates a seeded data set; places every order over gRPC; waits
+//! until every order is finished; mails each state change into an outbox folder; prints a
+//! summary and writes `summary.json` and charts.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::Parser;
-use order_fsm::{
-    Command, Dwell, EventId, Lifecycle, MemoryQueue, MemorySink, MemoryStore, OrderId, Purchase,
-    Runner,
-};
-use order_fsm_examples::notify::{EmailNotifier, Language};
+use order_fsm::{Dwell, Purchase};
+use order_fsm_examples::embedded::{self, EmbeddedConfig};
+use order_fsm_examples::load::{Intake, Pace};
+use order_fsm_examples::notify::Language;
 use order_fsm_examples::{dataset, report};
 
 #[derive(Parser, Debug)]
-#[command(about = "Run the order pipeline on embedded defaults and print what happened")]
+#[command(about = "Run the order system on embedded defaults and print what happened")]
 struct Args {
     /// Orders to place.
     #[arg(long, default_value_t = 1_000)]
@@ -25,9 +24,18 @@ struct Args {
     /// State-machine workers.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Partitions of each topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
     /// Time each order is held in each state, in milliseconds.
     #[arg(long, default_value_t = 0)]
     dwell_ms: u64,
+    /// Intake the orders go through.
+    #[arg(long, value_enum, default_value_t = Intake::Grpc)]
+    intake: Intake,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
     /// Seed of the generated data set.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -47,61 +55,59 @@ struct Args {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
     let args = Args::parse();
-    let lifecycle = Arc::new(Lifecycle::ecommerce());
     let outbox = args.out.join("outbox");
     if outbox.exists() {
         std::fs::remove_dir_all(&outbox)?;
     }
-    let mail = Arc::new(EmailNotifier::outbox(
-        &outbox,
-        &args.mail_from,
-        args.language,
-        lifecycle.clone(),
-    )?);
-    let metrics = Arc::new(MemorySink::new());
-    let dead_letters = Arc::new(MemorySink::new());
-    let store = Arc::new(MemoryStore::new());
-    let runner = Runner::builder(lifecycle.clone())
-        .store(store.clone())
-        .sink(mail)
-        .dead_letters(dead_letters.clone())
-        .metrics_sink(metrics.clone(), Duration::from_millis(100))
-        .workers(args.workers)
-        .auto_advance(Dwell::Fixed(Duration::from_millis(args.dwell_ms)))
-        .build()?;
-
-    let rows = dataset::generate(args.orders, args.seed);
-    let queue = MemoryQueue::new();
-    let started = Instant::now();
-    queue.extend(rows.into_iter().enumerate().map(|(i, row)| Command::Place {
-        order_id: OrderId::from_u128(i as u128 + 1),
-        event_id: EventId::random(),
-        purchase: Purchase::from(row),
-        placed_at: None,
-    }));
-    queue.close();
-    let run = runner.run(queue.subscribe(), async {
-        let _ = tokio::signal::ctrl_c().await;
-    });
-    let run_report = run.await?;
-    let elapsed = started.elapsed().as_secs_f64();
-
-    let summary = report::Summary::new(args.orders as u64, elapsed, run_report.metrics);
-    summary.print();
+    let purchases: Vec<Purchase> = dataset::generate(args.orders, args.seed)
+        .into_iter()
+        .map(Purchase::from)
+        .collect();
     println!(
-        "dead letters       {:>10}",
-        dead_letters.dead_letters().len()
+        "placing {} orders over {:?} with {} workers on {} partitions (mock Kafka cluster)...",
+        args.orders, args.intake, args.workers, args.partitions
     );
+    let run = embedded::run(EmbeddedConfig {
+        purchases,
+        workers: args.workers,
+        partitions: args.partitions,
+        dwell: Dwell::Fixed(Duration::from_millis(args.dwell_ms)),
+        intake: args.intake,
+        pace: Pace::Burst,
+        concurrency: args.concurrency,
+        outbox: Some(outbox.clone()),
+        language: args.language,
+        mail_from: args.mail_from,
+        timeout: Duration::from_secs(300),
+    })
+    .await?;
+
+    run.summary.print();
+    let l = &run.load;
+    println!(
+        "intake             {:>10.0} orders/s, p50 {} p99 {}, {} refused",
+        l.rate(),
+        report::fmt_us(l.latency.p50_us),
+        report::fmt_us(l.latency.p99_us),
+        l.errors
+    );
+    println!("dead letters       {:>10}", run.dead_letters);
     println!(
         "mails in outbox    {:>10}",
         std::fs::read_dir(&outbox)?.count()
     );
-    report::write_all(&args.out, &summary, &metrics.metrics())?;
-    println!("summary and charts in {}", args.out.display());
-    if summary.lost > 0 || store.len() != args.orders {
-        return Err(format!("{} orders lost", summary.lost).into());
+    report::write_all(&args.out, &run.summary, &run.windows).map_err(|e| e.to_string())?;
+    println!(
+        "summary.json, throughput.svg and latency.svg in {}",
+        args.out.display()
+    );
+    if run.summary.lost > 0 {
+        return Err(format!("{} orders lost", run.summary.lost).into());
     }
     Ok(())
 }

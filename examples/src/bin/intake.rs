@@ -1,0 +1,81 @@
+//! The intake process: the gRPC order service and an HTTP gateway (`POST /orders`,
+//! `GET /orders/{id}`), placing orders on Kafka and answering reads from a read model that
+//! follows the transitions topic.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use clap::Parser;
+use order_fsm::{Lifecycle, MemoryStore};
+use order_fsm_examples::cli::KafkaArgs;
+use order_fsm_examples::{http, projection};
+use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
+use order_fsm_kafka::{provision_topics, KafkaCommandSink};
+use tokio::sync::watch;
+
+#[derive(Parser, Debug)]
+#[command(about = "Serve the order intake over gRPC and HTTP")]
+struct Args {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    /// gRPC address.
+    #[arg(long, env = "ORDER_FSM_GRPC_ADDR", default_value = "127.0.0.1:50051")]
+    grpc_addr: SocketAddr,
+    /// HTTP address.
+    #[arg(long, env = "ORDER_FSM_HTTP_ADDR", default_value = "127.0.0.1:8080")]
+    http_addr: SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let args = Args::parse();
+    let lifecycle = Arc::new(Lifecycle::ecommerce());
+    let kafka = args.kafka.config();
+    provision_topics(&kafka, args.kafka.partitions).await?;
+    let commands = Arc::new(KafkaCommandSink::new(&kafka)?);
+    let store = Arc::new(MemoryStore::new());
+    let hub = WatchHub::default();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let follower = tokio::spawn({
+        let (kafka, lifecycle, store, hub) = (
+            kafka.clone(),
+            Arc::clone(&lifecycle),
+            store.clone(),
+            hub.clone(),
+        );
+        let stop = stopped(stop_rx.clone());
+        async move { projection::follow(&kafka, lifecycle, store, hub, stop).await }
+    });
+    let grpc = OrderServiceBuilder::new(Arc::clone(&lifecycle))
+        .with_commands(commands.clone())
+        .with_store(store.clone())
+        .with_watch_hub(hub)
+        .with_config(ServerConfig::default().with_addr(args.grpc_addr));
+    let grpc = tokio::spawn(grpc.serve(stopped(stop_rx.clone())));
+    let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
+    let app = http::router(lifecycle, commands, store);
+    let http_stop = stopped(stop_rx.clone());
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(http_stop)
+            .await
+    });
+    eprintln!(
+        "intake: gRPC on {}, HTTP on {}",
+        args.grpc_addr, args.http_addr
+    );
+
+    tokio::signal::ctrl_c().await?;
+    let _ = stop_tx.send(true);
+    grpc.await??;
+    http.await??;
+    follower.await??;
+    Ok(())
+}

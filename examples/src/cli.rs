@@ -1,0 +1,68 @@
+//! Flags shared by the separate-process programs; each also reads its environment variable.
+
+use std::time::Duration;
+
+use order_fsm::{Dwell, LoadLevel};
+use order_fsm_kafka::KafkaConfig;
+
+/// Where Kafka is and which topics to use.
+#[derive(clap::Args, Debug, Clone)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap servers.
+    #[arg(
+        long,
+        env = "ORDER_FSM_KAFKA_BROKERS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub brokers: String,
+    /// Prefix of the topic names (`{prefix}orders`, `{prefix}order-transitions`,
+    /// `{prefix}orders-dlq`).
+    #[arg(long, env = "ORDER_FSM_TOPIC_PREFIX", default_value = "")]
+    pub topic_prefix: String,
+    /// Partitions of each topic when this program creates them.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Consumer group of the state-machine workers.
+    #[arg(
+        long,
+        env = "ORDER_FSM_KAFKA_GROUP",
+        default_value = "order-fsm-workers"
+    )]
+    pub group: String,
+}
+
+impl KafkaArgs {
+    /// The adapter configuration these flags describe.
+    pub fn config(&self) -> KafkaConfig {
+        let p = &self.topic_prefix;
+        KafkaConfig::new(self.brokers.clone())
+            .with_group(self.group.clone())
+            .with_commands_topic(format!("{p}orders"))
+            .with_transitions_topic(format!("{p}order-transitions"))
+            .with_dead_letter_topic(format!("{p}orders-dlq"))
+            .with_property("session.timeout.ms", "6000")
+            // Hand fetched messages over within 10 ms instead of librdkafka's 500 ms.
+            .with_property("fetch.wait.max.ms", "10")
+    }
+}
+
+/// How long orders stay in each state.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DwellArgs {
+    /// Fixed time in each state, in milliseconds.
+    #[arg(long, default_value_t = 0, conflicts_with = "load")]
+    pub dwell_ms: u64,
+    /// A simulated load level instead: low, medium or high.
+    #[arg(long)]
+    pub load: Option<LoadLevel>,
+}
+
+impl DwellArgs {
+    /// The dwell these flags describe.
+    pub fn dwell(&self) -> Dwell {
+        match self.load {
+            Some(level) => Dwell::Load(level),
+            None => Dwell::Fixed(Duration::from_millis(self.dwell_ms)),
+        }
+    }
+}

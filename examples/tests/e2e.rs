@@ -1,0 +1,219 @@
+//! The system as separate processes on real services: tansu (Kafka protocol), osmem-server
+//! (Elasticsearch API) and aiosmtpd (SMTP), all started by scripts/test.sh.
+//!
+//! 1,000 orders placed over gRPC on the intake process reach `completed` through a worker
+//! process; Elasticsearch holds one order document per order and one document per
+//! transition; the SMTP server received exactly one mail per transition; none is lost.
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use order_fsm::testing::service_address;
+use order_fsm::{OrderId, Purchase};
+use order_fsm_elastic::ElasticBuilder;
+use order_fsm_examples::dataset;
+use order_fsm_grpc::{ClientConfig, OrderClient};
+
+const ORDERS: usize = 1_000;
+
+/// Kills the process when the test ends, however it ends.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(binary: &str, args: &[String]) -> Process {
+    Process(
+        Command::new(binary)
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {binary}: {e}")),
+    )
+}
+
+async fn until<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_orders_through_separate_processes_on_real_services() {
+    let (Some(brokers), Some(es_url), Some(smtp_url), Some(maildir)) = (
+        service_address("ORDER_FSM_KAFKA_BROKERS"),
+        service_address("ORDER_FSM_ES_URL"),
+        service_address("ORDER_FSM_SMTP_URL"),
+        service_address("ORDER_FSM_SMTP_MAILDIR"),
+    ) else {
+        return;
+    };
+    let prefix = format!("e2e-{}-", OrderId::random().as_u128() % 1_000_000_007);
+    let grpc_port = free_port();
+    let common = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "--brokers",
+            &brokers,
+            "--topic-prefix",
+            &prefix,
+            "--partitions",
+            "4",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let _worker = spawn(
+        env!("CARGO_BIN_EXE_worker"),
+        &common(&[
+            "--group",
+            &format!("{prefix}workers"),
+            "--workers",
+            "2",
+            "--es-url",
+            &es_url,
+            "--es-index-prefix",
+            &prefix,
+            "--smtp-url",
+            &smtp_url,
+        ]),
+    );
+    let _intake = spawn(
+        env!("CARGO_BIN_EXE_intake"),
+        &common(&[
+            "--grpc-addr",
+            &format!("127.0.0.1:{grpc_port}"),
+            "--http-addr",
+            &format!("127.0.0.1:{}", free_port()),
+        ]),
+    );
+
+    let url = format!("http://127.0.0.1:{grpc_port}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let client = loop {
+        if let Ok(client) = OrderClient::connect(ClientConfig::new(url.clone())).await {
+            break client;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the intake never listened on {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let purchases: Vec<Purchase> = dataset::generate(ORDERS, 7)
+        .into_iter()
+        .map(Purchase::from)
+        .collect();
+    let placed: Vec<OrderId> = stream::iter(&purchases)
+        .map(|p| {
+            let client = client.clone();
+            async move { client.place_order(p, None).await.expect("placed").order_id }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    let ours: HashSet<OrderId> = placed.iter().copied().collect();
+    assert_eq!(ours.len(), ORDERS, "one distinct order per call");
+
+    let queries = ElasticBuilder::new(es_url.clone())
+        .with_index_prefix(prefix.clone())
+        .build_queries()
+        .await
+        .unwrap();
+    let completed = || async {
+        let _ = queries.refresh().await;
+        let by_status = queries.orders_per_status().await.unwrap_or_default();
+        by_status
+            .iter()
+            .find(|t| t.key == "completed")
+            .map_or(0, |t| t.count)
+    };
+    until(
+        "every order to complete",
+        Duration::from_secs(180),
+        || async { completed().await == ORDERS as u64 },
+    )
+    .await;
+    let by_status = queries.orders_per_status().await.unwrap();
+    assert_eq!(
+        by_status.iter().map(|t| t.count).sum::<u64>(),
+        ORDERS as u64,
+        "{by_status:?}"
+    );
+    assert_eq!(
+        queries.count_transitions().await.unwrap(),
+        5 * ORDERS as u64,
+        "one document per placement and per state change"
+    );
+
+    // The intake's read model follows the transitions topic: every order reads as completed.
+    until("the intake's read model", Duration::from_secs(60), || {
+        let client = client.clone();
+        let placed = placed.clone();
+        async move {
+            for id in placed {
+                match client.get_order(id).await {
+                    Ok(view) if view.status == "completed" => {}
+                    _ => return false,
+                }
+            }
+            true
+        }
+    })
+    .await;
+
+    // Exactly one mail per record (placement and each state change) for our orders.
+    let maildir = std::path::PathBuf::from(maildir).join("new");
+    let mails_for_ours = || {
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(&maildir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+            let Some(start) = text
+                .find("Message-ID: <")
+                .map(|i| i + "Message-ID: <".len())
+            else {
+                continue;
+            };
+            let id = &text[start..text[start..].find('>').map_or(start, |e| start + e)];
+            if let Some((order, _)) = id.split_once('.') {
+                if order.parse().is_ok_and(|o: OrderId| ours.contains(&o)) {
+                    ids.push(id.to_owned());
+                }
+            }
+        }
+        ids
+    };
+    until("the mails", Duration::from_secs(60), || async {
+        mails_for_ours().len() >= 5 * ORDERS
+    })
+    .await;
+    let mails = mails_for_ours();
+    let distinct: HashSet<&String> = mails.iter().collect();
+    assert_eq!(mails.len(), 5 * ORDERS, "no mail twice, none missing");
+    assert_eq!(distinct.len(), 5 * ORDERS);
+}

@@ -1,0 +1,191 @@
+//! Throughput: a raw rdkafka consume loop against the Kafka source + runner, over the same
+//! topic and the same N small messages, in one process and one run.
+//!
+//! ```text
+//! cargo run --release -p order-fsm-kafka --example throughput -- [--messages N] [--partitions P] [--brokers HOST:PORT]
+//! ```
+//!
+//! Without `--brokers` it starts librdkafka's mock cluster in-process. N placement commands
+//! are produced first (lz4-compressed: the mock cluster keeps only 5 MB per partition), then
+//! a raw `BaseConsumer` loop reads all N in its own group, then a `KafkaSource` feeding a
+//! `Runner` (two workers, in-memory store, counting sink, no automatic advance: one
+//! placement record per command) reads them in another group. Both rates count from the
+//! first message (the group join, about 3 s on the mock cluster, is printed apart). Prints
+//! both rates and their ratio.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use order_fsm::{Command, CommandSink, Lifecycle, MemorySink, MemoryStore, Purchase, Runner};
+use order_fsm_kafka::{
+    provision_mock_topics, provision_topics, KafkaCommandSink, KafkaConfig, KafkaSource,
+};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::{ClientConfig, Message};
+
+struct Args {
+    messages: usize,
+    partitions: i32,
+    brokers: Option<String>,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        messages: 1_000_000,
+        partitions: 32,
+        brokers: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
+        match arg.as_str() {
+            "--messages" => args.messages = value().parse().expect("--messages N"),
+            "--partitions" => args.partitions = value().parse().expect("--partitions P"),
+            "--brokers" => args.brokers = Some(value()),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    args
+}
+
+/// Time from the first message to the last, time to the first message, bytes read.
+fn raw_loop(brokers: &str, topic: &str, group: &str, n: usize) -> (Duration, Duration, usize) {
+    let start = Instant::now();
+    let mut first = None;
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", "6000")
+        .create()
+        .expect("raw consumer");
+    consumer.subscribe(&[topic]).expect("subscribe");
+    let (mut count, mut bytes) = (0, 0);
+    while count < n {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                first.get_or_insert_with(Instant::now);
+                count += 1;
+                bytes += m.payload().map_or(0, <[u8]>::len);
+            }
+            Some(Err(e)) => eprintln!("raw consumer: {e}"),
+            None => {}
+        }
+    }
+    let first = first.unwrap_or(start);
+    (first.elapsed(), first - start, bytes)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args();
+    let mock = match &args.brokers {
+        Some(_) => None,
+        None => Some(MockCluster::new(1)?),
+    };
+    let brokers = args.brokers.clone().unwrap_or_else(|| {
+        mock.as_ref()
+            .map(MockCluster::bootstrap_servers)
+            .unwrap_or_default()
+    });
+    let id = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let config = KafkaConfig::new(&brokers)
+        .with_commands_topic(format!("bench-orders-{id}"))
+        .with_transitions_topic(format!("bench-transitions-{id}"))
+        .with_dead_letter_topic(format!("bench-dlq-{id}"))
+        .with_group(format!("bench-runner-{id}"))
+        .with_property("session.timeout.ms", "6000");
+    match &mock {
+        Some(cluster) => provision_mock_topics(cluster, &config, args.partitions)?,
+        None => provision_topics(&config, args.partitions).await?,
+    }
+    let n = args.messages;
+    println!(
+        "broker: {} | {n} messages | {} partitions",
+        if mock.is_some() {
+            "librdkafka mock cluster"
+        } else {
+            brokers.as_str()
+        },
+        args.partitions
+    );
+
+    // Produce.
+    let producer = KafkaCommandSink::new(&config.clone().with_property("compression.type", "lz4"))?;
+    let started = Instant::now();
+    let mut produced = 0;
+    while produced < n {
+        let batch: Vec<Command> = (0..(n - produced).min(20_000))
+            .map(|_| Command::place(Purchase::example()))
+            .collect();
+        producer.submit(&batch).await?;
+        produced += batch.len();
+    }
+    let produce = started.elapsed();
+    println!(
+        "produce : {n} in {:.2}s = {:.0} msg/s",
+        produce.as_secs_f64(),
+        n as f64 / produce.as_secs_f64()
+    );
+
+    // Raw loop.
+    let (topic, group) = (
+        config.commands_topic().to_owned(),
+        format!("bench-raw-{id}"),
+    );
+    let (raw, raw_join, bytes) =
+        tokio::task::spawn_blocking(move || raw_loop(&brokers, &topic, &group, n)).await?;
+    let raw_rate = n as f64 / raw.as_secs_f64();
+    println!(
+        "raw     : {n} in {:.2}s = {raw_rate:.0} msg/s ({:.0} bytes/msg; group join {:.2}s not counted)",
+        raw.as_secs_f64(),
+        bytes as f64 / n as f64,
+        raw_join.as_secs_f64()
+    );
+
+    // Source + runner.
+    let sink = Arc::new(MemorySink::counting());
+    let runner = Arc::new(
+        Runner::builder(Lifecycle::ecommerce())
+            .store(Arc::new(MemoryStore::new()))
+            .sink(sink.clone())
+            .build()?,
+    );
+    let started = Instant::now();
+    let source = KafkaSource::new(&config)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn({
+        let runner = Arc::clone(&runner);
+        async move {
+            runner
+                .run(source, async {
+                    let _ = stopped.await;
+                })
+                .await
+        }
+    });
+    while sink.published() == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let first = Instant::now();
+    let runner_join = first - started;
+    while sink.published() < n as u64 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = first.elapsed();
+    let _ = stop.send(());
+    let report = task.await??;
+    let runner_rate = n as f64 / elapsed.as_secs_f64();
+    println!(
+        "runner  : {n} in {:.2}s = {runner_rate:.0} transitions/s (group join {:.2}s not counted; acked {}, duplicates {}, dead letters {})",
+        elapsed.as_secs_f64(),
+        runner_join.as_secs_f64(),
+        report.acked,
+        report.metrics.duplicates,
+        report.metrics.dead_lettered
+    );
+    println!("ratio runner/raw: {:.2}", runner_rate / raw_rate);
+    Ok(())
+}

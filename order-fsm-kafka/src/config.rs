@@ -1,0 +1,201 @@
+//! Connection settings and topic names, read from the environment or set in code.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+
+use crate::KafkaError;
+
+/// Default topic of commands.
+pub const DEFAULT_COMMANDS_TOPIC: &str = "orders";
+/// Default topic of transition records.
+pub const DEFAULT_TRANSITIONS_TOPIC: &str = "order-transitions";
+/// Default dead-letter topic.
+pub const DEFAULT_DEAD_LETTER_TOPIC: &str = "orders-dlq";
+/// Default consumer group.
+pub const DEFAULT_GROUP: &str = "order-fsm";
+
+/// Settings of the Kafka adapter: brokers, consumer group, topic names and any librdkafka
+/// property (SASL, SSL, tuning) passed through unchanged.
+///
+/// ```
+/// use order_fsm_kafka::KafkaConfig;
+/// let config = KafkaConfig::new("127.0.0.1:9092")
+///     .with_group("billing")
+///     .with_commands_topic("orders-eu")
+///     .with_property("security.protocol", "sasl_ssl");
+/// assert_eq!(config.group(), "billing");
+/// assert_eq!(config.transitions_topic(), "order-transitions");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct KafkaConfig {
+    brokers: String,
+    group: String,
+    commands_topic: String,
+    transitions_topic: String,
+    dead_letter_topic: String,
+    commit_interval: Duration,
+    properties: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// Settings for `brokers` (a `host:port[,host:port...]` list) with the default group and
+    /// topic names.
+    pub fn new(brokers: impl Into<String>) -> Self {
+        Self {
+            brokers: brokers.into(),
+            group: DEFAULT_GROUP.into(),
+            commands_topic: DEFAULT_COMMANDS_TOPIC.into(),
+            transitions_topic: DEFAULT_TRANSITIONS_TOPIC.into(),
+            dead_letter_topic: DEFAULT_DEAD_LETTER_TOPIC.into(),
+            commit_interval: Duration::from_millis(500),
+            properties: BTreeMap::new(),
+        }
+    }
+
+    /// Reads `ORDER_FSM_KAFKA_BROKERS` (required), and optionally `ORDER_FSM_KAFKA_GROUP`,
+    /// `ORDER_FSM_KAFKA_COMMANDS_TOPIC`, `ORDER_FSM_KAFKA_TRANSITIONS_TOPIC` and
+    /// `ORDER_FSM_KAFKA_DLQ_TOPIC`.
+    ///
+    /// # Errors
+    /// [`KafkaError::Config`] when `ORDER_FSM_KAFKA_BROKERS` is unset or empty.
+    pub fn from_env() -> Result<Self, KafkaError> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let brokers = var("ORDER_FSM_KAFKA_BROKERS")
+            .ok_or_else(|| KafkaError::Config("ORDER_FSM_KAFKA_BROKERS is not set".into()))?;
+        let mut config = Self::new(brokers);
+        if let Some(group) = var("ORDER_FSM_KAFKA_GROUP") {
+            config.group = group;
+        }
+        if let Some(topic) = var("ORDER_FSM_KAFKA_COMMANDS_TOPIC") {
+            config.commands_topic = topic;
+        }
+        if let Some(topic) = var("ORDER_FSM_KAFKA_TRANSITIONS_TOPIC") {
+            config.transitions_topic = topic;
+        }
+        if let Some(topic) = var("ORDER_FSM_KAFKA_DLQ_TOPIC") {
+            config.dead_letter_topic = topic;
+        }
+        Ok(config)
+    }
+
+    /// Sets the bootstrap servers.
+    pub fn with_brokers(mut self, brokers: impl Into<String>) -> Self {
+        self.brokers = brokers.into();
+        self
+    }
+
+    /// Sets the consumer group of sources.
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = group.into();
+        self
+    }
+
+    /// Sets the topic commands are read from and submitted to.
+    pub fn with_commands_topic(mut self, topic: impl Into<String>) -> Self {
+        self.commands_topic = topic.into();
+        self
+    }
+
+    /// Sets the topic transition records are published to.
+    pub fn with_transitions_topic(mut self, topic: impl Into<String>) -> Self {
+        self.transitions_topic = topic.into();
+        self
+    }
+
+    /// Sets the dead-letter topic.
+    pub fn with_dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
+        self.dead_letter_topic = topic.into();
+        self
+    }
+
+    /// How often a source commits the offsets of finished messages (default 500 ms). Offsets
+    /// are also committed on revocation and on shutdown.
+    pub fn with_commit_interval(mut self, interval: Duration) -> Self {
+        self.commit_interval = interval;
+        self
+    }
+
+    /// Sets any librdkafka property (`security.protocol`, `sasl.mechanisms`,
+    /// `session.timeout.ms`, ...) on every client this config creates; it overrides the
+    /// adapter's own defaults.
+    pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.properties.insert(key.into(), value.into());
+        self
+    }
+
+    /// The bootstrap servers.
+    pub fn brokers(&self) -> &str {
+        &self.brokers
+    }
+
+    /// The consumer group.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The commands topic.
+    pub fn commands_topic(&self) -> &str {
+        &self.commands_topic
+    }
+
+    /// The transitions topic.
+    pub fn transitions_topic(&self) -> &str {
+        &self.transitions_topic
+    }
+
+    /// The dead-letter topic.
+    pub fn dead_letter_topic(&self) -> &str {
+        &self.dead_letter_topic
+    }
+
+    /// The periodic commit interval.
+    pub fn commit_interval(&self) -> Duration {
+        self.commit_interval
+    }
+
+    /// The passthrough properties.
+    pub fn properties(&self) -> &BTreeMap<String, String> {
+        &self.properties
+    }
+
+    /// A librdkafka config with the brokers, `defaults`, then the passthrough properties.
+    pub(crate) fn client_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.brokers);
+        for (key, value) in defaults {
+            config.set(*key, *value);
+        }
+        for (key, value) in &self.properties {
+            config.set(key, value);
+        }
+        config
+    }
+
+    /// Settings of producers: idempotent, `acks=all`, short linger for batching.
+    pub(crate) fn producer_config(&self) -> ClientConfig {
+        self.client_config(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "5"),
+            ("message.timeout.ms", "30000"),
+        ])
+    }
+
+    /// Settings of group consumers: manual commits of finished offsets only.
+    pub(crate) fn consumer_config(&self) -> ClientConfig {
+        let mut config = self.client_config(&[
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"),
+        ]);
+        config.set("group.id", &self.group);
+        if let Some(group) = self.properties.get("group.id") {
+            config.set("group.id", group);
+        }
+        config
+    }
+}

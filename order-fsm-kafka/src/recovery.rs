@@ -1,0 +1,248 @@
+//! Rebuilding a store from the transitions topic after a restart.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use order_fsm::{HistoryEntry, Lifecycle, MemoryStore, OrderId, OrderState, TransitionRecord};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::producer::{HEADER_BATCH, HEADER_BATCH_LAST};
+use crate::{KafkaConfig, KafkaError};
+
+/// How long the topic must stay quiet after the watermarks were reached.
+const QUIET: Duration = Duration::from_millis(750);
+
+/// What [`recover_store`] rebuilt.
+#[derive(Debug)]
+pub struct Recovered {
+    /// Every order as of its last complete batch.
+    pub store: MemoryStore,
+    /// Records read from the topic.
+    pub records: u64,
+    /// Records that repeated an `(order_id, version)` already applied (published again
+    /// after a crash).
+    pub duplicates: u64,
+    /// Records left out because their batch was cut short (a crash mid-publish) or they
+    /// could not be read; the commands behind them are redelivered.
+    pub incomplete: u64,
+}
+
+/// One order being rebuilt: the state so far and records of batches not yet complete.
+#[derive(Default)]
+struct Rebuild {
+    state: Option<OrderState>,
+    pending: HashMap<String, (u64, Vec<TransitionRecord>)>,
+}
+
+impl Rebuild {
+    fn version(&self) -> u64 {
+        self.state.as_ref().map_or(0, |s| s.version)
+    }
+}
+
+/// Reads every partition of `config`'s transitions topic up to its high watermark and
+/// rebuilds the orders with their history, so a restarted worker resumes where the topic
+/// says it was.
+///
+/// A runner publishes before it writes its store and acknowledges, so after a crash the topic
+/// may hold a record twice (deduplicated here by `(order_id, version)`) or the start of a
+/// batch whose end never made it (left out here, as the store would never have seen it: the
+/// command is redelivered and the batch published again). Records are grouped by the batch
+/// headers of [`crate::KafkaTransitionSink`]; records without them count as batches of one.
+/// Rejected event ids are not in the topic, so [`OrderState::rejected`] starts empty.
+///
+/// # Errors
+/// [`KafkaError::Transient`] when the topic cannot be read within `timeout`, other variants
+/// when the brokers refuse.
+pub async fn recover_store(
+    config: &KafkaConfig,
+    lifecycle: Arc<Lifecycle>,
+    timeout: Duration,
+) -> Result<Recovered, KafkaError> {
+    let config = config.clone();
+    tokio::task::spawn_blocking(move || recover_blocking(&config, &lifecycle, timeout))
+        .await
+        .map_err(|e| KafkaError::Config(format!("recovery task failed: {e}")))?
+}
+
+fn recover_blocking(
+    config: &KafkaConfig,
+    lifecycle: &Lifecycle,
+    timeout: Duration,
+) -> Result<Recovered, KafkaError> {
+    let deadline = Instant::now() + timeout;
+    let topic = config.transitions_topic();
+    let mut client = config.client_config(&[
+        ("enable.auto.commit", "false"),
+        ("enable.partition.eof", "false"),
+    ]);
+    client.set(
+        "group.id",
+        format!("order-fsm-recovery-{}", uuid::Uuid::new_v4()),
+    );
+    let consumer: BaseConsumer = client.create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    let mut remaining: HashMap<i32, i64> = HashMap::new();
+    let mut list = TopicPartitionList::new();
+    for &p in &partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, p, timeout)?;
+        if high > low {
+            remaining.insert(p, high);
+            list.add_partition_offset(topic, p, Offset::Offset(low))?;
+        }
+    }
+    consumer.assign(&list)?;
+    let mut orders: HashMap<OrderId, Rebuild> = HashMap::new();
+    let (mut records, mut duplicates, mut incomplete) = (0u64, 0u64, 0u64);
+    // Some brokers (tansu) report watermarks that count batches, not records: once every
+    // partition reached its watermark, keep reading until the topic stays quiet for a moment.
+    let mut quiet_since: Option<Instant> = None;
+    while list.count() > 0 {
+        if Instant::now() > deadline {
+            return Err(KafkaError::Transient(
+                rdkafka::error::KafkaError::MessageConsumption(
+                    rdkafka::error::RDKafkaErrorCode::OperationTimedOut,
+                ),
+            ));
+        }
+        let Some(polled) = consumer.poll(Duration::from_millis(100)) else {
+            if remaining.is_empty() {
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= QUIET {
+                    break;
+                }
+            }
+            continue;
+        };
+        quiet_since = None;
+        let message = polled?;
+        if remaining
+            .get(&message.partition())
+            .is_some_and(|&high| message.offset() + 1 >= high)
+        {
+            remaining.remove(&message.partition());
+        }
+        records += 1;
+        let Some(record) = message
+            .payload()
+            .and_then(|p| serde_json::from_slice::<TransitionRecord>(p).ok())
+        else {
+            incomplete += 1;
+            continue;
+        };
+        let header = |name: &str| {
+            message.headers().and_then(|h| {
+                h.iter()
+                    .find(|h| h.key == name)
+                    .and_then(|h| h.value)
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(str::to_owned)
+            })
+        };
+        let batch = header(HEADER_BATCH)
+            .unwrap_or_else(|| format!("{}:{}", message.partition(), message.offset()));
+        let last = header(HEADER_BATCH_LAST)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(record.version);
+        let order = orders.entry(record.order_id).or_default();
+        if record.version <= order.version() {
+            duplicates += 1;
+            continue;
+        }
+        let (batch_last, group) = order.pending.entry(batch.clone()).or_default();
+        *batch_last = last;
+        group.push(record);
+        if group.last().is_some_and(|r| r.version == last) {
+            let (_, group) = order.pending.remove(&batch).unwrap_or_default();
+            if !apply_batch(lifecycle, order, group) {
+                incomplete += 1;
+            }
+        }
+    }
+    let store = MemoryStore::new();
+    for (_, order) in orders {
+        incomplete += order
+            .pending
+            .values()
+            .flat_map(|(_, g)| g)
+            .filter(|r| r.version > order.version())
+            .count() as u64;
+        if let Some(state) = order.state {
+            store
+                .compare_and_set_now(0, state)
+                .map_err(|e| KafkaError::Payload(e.to_string()))?;
+        }
+    }
+    Ok(Recovered {
+        store,
+        records,
+        duplicates,
+        incomplete,
+    })
+}
+
+/// Applies a complete batch of one order if it continues the order's state without a gap.
+fn apply_batch(lifecycle: &Lifecycle, order: &mut Rebuild, group: Vec<TransitionRecord>) -> bool {
+    let mut version = order.version();
+    let first = group.first().map_or(0, |r| r.version);
+    if first > version + 1 {
+        return false;
+    }
+    for record in group {
+        if record.version != version + 1 {
+            if record.version <= version {
+                continue;
+            }
+            return false;
+        }
+        let Some(to) = lifecycle.state(&record.to) else {
+            return false;
+        };
+        match (&mut order.state, record.from.as_deref()) {
+            (None, None) => {
+                order.state = Some(OrderState {
+                    id: record.order_id,
+                    purchase: record.purchase,
+                    status: to,
+                    version: record.version,
+                    placed_by: record.event_id,
+                    created_at: record.placed_at,
+                    updated_at: record.at,
+                    history: Vec::new(),
+                    rejected: Vec::new(),
+                });
+            }
+            (Some(state), Some(from)) => {
+                let (Some(from), Some(event)) =
+                    (lifecycle.state(from), lifecycle.event(&record.event))
+                else {
+                    return false;
+                };
+                state.history.push(HistoryEntry {
+                    event_id: record.event_id,
+                    event,
+                    from,
+                    to,
+                    version: record.version,
+                    at: record.at,
+                    reason: record.reason,
+                });
+                state.status = to;
+                state.version = record.version;
+                state.updated_at = record.at;
+            }
+            _ => return false,
+        }
+        version += 1;
+    }
+    true
+}

@@ -1,0 +1,206 @@
+//! The polling thread: reads messages, decodes them, dead-letters the undecodable, serves
+//! rebalance callbacks and commits finished offsets.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use order_fsm::{Ack, Envelope, Error, Origin};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::Message;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+
+use super::tracker::{Ticket, Tracker};
+use crate::{CommandCodec, KafkaDeadLetterSink, KafkaError};
+
+/// Most messages handed over at once.
+const MAX_HANDOVER: usize = 512;
+
+/// A decoded message with its place in the tracker, or a fatal consumer error.
+pub(super) type Item = Result<(Envelope, Ticket), Error>;
+
+/// Consumer callbacks: track assignments, commit finished offsets before a revocation.
+pub(super) struct SourceContext {
+    pub(super) tracker: Arc<Tracker>,
+    pub(super) topic: String,
+}
+
+impl ClientContext for SourceContext {}
+
+impl SourceContext {
+    fn partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
+        list.elements()
+            .iter()
+            .filter(|e| e.topic() == self.topic)
+            .map(|e| e.partition())
+            .collect()
+    }
+}
+
+impl ConsumerContext for SourceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let offsets = self.tracker.revoke(self.partitions(list));
+            // The next owner resumes exactly after what this consumer finished.
+            if let Err(e) = commit(consumer, &self.topic, &offsets, CommitMode::Sync) {
+                tracing::warn!(error = %e, "commit on revocation failed");
+            }
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            self.tracker.assign(self.partitions(list));
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "offset commit failed");
+        }
+    }
+}
+
+pub(super) fn commit(
+    consumer: &BaseConsumer<SourceContext>,
+    topic: &str,
+    offsets: &[(i32, i64)],
+    mode: CommitMode,
+) -> KafkaResult<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let mut list = TopicPartitionList::with_capacity(offsets.len());
+    for &(partition, offset) in offsets {
+        list.add_partition_offset(topic, partition, Offset::Offset(offset))?;
+    }
+    consumer.commit(&list, mode)
+}
+
+/// Everything the polling thread needs.
+pub(super) struct Poller {
+    pub(super) consumer: BaseConsumer<SourceContext>,
+    pub(super) tracker: Arc<Tracker>,
+    pub(super) codec: Arc<dyn CommandCodec>,
+    pub(super) dead_letters: KafkaDeadLetterSink,
+    pub(super) runtime: Handle,
+    pub(super) tx: mpsc::Sender<Vec<Item>>,
+    pub(super) stop: Arc<AtomicBool>,
+    pub(super) commit_interval: Duration,
+    pub(super) topic: String,
+}
+
+impl Poller {
+    pub(super) fn run(self) {
+        let mut last_commit = Instant::now();
+        while !self.stop.load(Ordering::Acquire) {
+            if last_commit.elapsed() >= self.commit_interval {
+                self.commit_done(CommitMode::Async, false);
+                last_commit = Instant::now();
+            }
+            let mut batch = Vec::new();
+            let mut wait = Duration::from_millis(50);
+            while batch.len() < MAX_HANDOVER {
+                let Some(polled) = self.consumer.poll(wait) else {
+                    break;
+                };
+                wait = Duration::ZERO;
+                match polled {
+                    Ok(message) => {
+                        if let Some(item) = self.handle(&message) {
+                            batch.push(item);
+                        }
+                    }
+                    Err(e) => {
+                        let e = KafkaError::from(e);
+                        if e.is_retryable() {
+                            tracing::warn!(error = %e, "kafka consumer error, continuing");
+                        } else {
+                            batch.push(Err(e.into()));
+                        }
+                    }
+                }
+            }
+            if !batch.is_empty() && self.tx.blocking_send(batch).is_err() {
+                break;
+            }
+        }
+        self.commit_done(CommitMode::Sync, true);
+        // Dropping the consumer leaves the group; the revocation callback commits again.
+    }
+
+    /// Commits what advanced (everything done, when `all`).
+    fn commit_done(&self, mode: CommitMode, all: bool) {
+        let offsets = self.tracker.take_committable(all);
+        if let Err(e) = commit(&self.consumer, &self.topic, &offsets, mode) {
+            tracing::debug!(error = %e, "offset commit failed; will retry");
+            self.tracker.uncommit(&offsets);
+        }
+    }
+
+    fn handle(&self, message: &rdkafka::message::BorrowedMessage<'_>) -> Option<Item> {
+        let (partition, offset) = (message.partition(), message.offset());
+        let ticket = self.tracker.deliver(partition, offset);
+        let payload = message.payload().unwrap_or_default();
+        let reason = if payload.is_empty() {
+            "cannot decode message: empty payload".to_owned()
+        } else {
+            match self.codec.decode(payload) {
+                Ok(command) => {
+                    let tracker = Arc::clone(&self.tracker);
+                    let envelope = Envelope {
+                        command,
+                        origin: Origin { partition, offset },
+                        ack: Ack::new(move || tracker.done(&ticket)),
+                    };
+                    return Some(Ok((envelope, ticket)));
+                }
+                Err(e) => e.to_string(),
+            }
+        };
+        self.dead_letter(message, reason, ticket);
+        None
+    }
+
+    /// Produces an undecodable message to the dead-letter topic, then marks it done.
+    fn dead_letter(
+        &self,
+        message: &rdkafka::message::BorrowedMessage<'_>,
+        reason: String,
+        ticket: Ticket,
+    ) {
+        let key = message.key().unwrap_or_default().to_vec();
+        let payload = message.payload().unwrap_or_default().to_vec();
+        let (sink, tracker) = (self.dead_letters.clone(), Arc::clone(&self.tracker));
+        tracing::debug!(partition = ticket.partition, offset = ticket.offset, %reason, "dead letter");
+        self.runtime.spawn(async move {
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                let sent = sink
+                    .send_raw(
+                        key.clone(),
+                        payload.clone(),
+                        &reason,
+                        ticket.partition,
+                        ticket.offset,
+                    )
+                    .await;
+                match sent {
+                    Ok(()) => return tracker.done(&ticket),
+                    Err(e) if e.is_retryable() && tracker.owns(&ticket) => {
+                        tracing::warn!(error = %e, "dead letter not delivered, retrying");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                    Err(e) => {
+                        // Left unacknowledged: the message is read again after a restart.
+                        return tracing::error!(error = %e, "dead letter not delivered");
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,218 @@
+//! Shared helpers of the integration tests: brokers, unique topics, reading topics back.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use order_fsm_kafka::{provision_mock_topics, provision_topics, KafkaConfig};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message, OwnedMessage};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::DefaultProducerContext;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// A broker to test against.
+pub enum Broker {
+    /// librdkafka's in-process mock cluster.
+    Mock(MockCluster<'static, DefaultProducerContext>),
+    /// A real broker (tansu in CI) at `ORDER_FSM_KAFKA_BROKERS`.
+    External(String),
+}
+
+impl Broker {
+    pub fn mock() -> Self {
+        Self::Mock(MockCluster::new(1).expect("start the mock cluster"))
+    }
+
+    /// The real broker, or `None` (with the reason on stderr) when it is not configured
+    /// outside CI. In CI (`CI=true`) a missing broker fails the test.
+    pub fn external() -> Option<Self> {
+        match std::env::var("ORDER_FSM_KAFKA_BROKERS") {
+            Ok(b) if !b.trim().is_empty() => Some(Self::External(b)),
+            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+                panic!("CI=true but ORDER_FSM_KAFKA_BROKERS is not set: run scripts/kafka.sh start")
+            }
+            _ => {
+                eprintln!(
+                    "SKIPPED: ORDER_FSM_KAFKA_BROKERS is not set; \
+                     run `eval \"$(scripts/kafka.sh start)\"` to test against tansu"
+                );
+                None
+            }
+        }
+    }
+
+    pub fn brokers(&self) -> String {
+        match self {
+            Self::Mock(cluster) => cluster.bootstrap_servers(),
+            Self::External(brokers) => brokers.clone(),
+        }
+    }
+
+    /// A config with unique topic and group names for `test`, topics created with
+    /// `partitions` partitions.
+    pub async fn config(&self, test: &str, partitions: i32) -> KafkaConfig {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = &id[..12];
+        let config = KafkaConfig::new(self.brokers())
+            .with_group(format!("{test}-group-{id}"))
+            .with_commands_topic(format!("{test}-orders-{id}"))
+            .with_transitions_topic(format!("{test}-transitions-{id}"))
+            .with_dead_letter_topic(format!("{test}-dlq-{id}"))
+            .with_property("session.timeout.ms", "6000")
+            .with_property("heartbeat.interval.ms", "500");
+        // tansu 0.6.0 serves nothing when a fetch starts inside a record batch, so a
+        // consumer resuming from a committed offset mid-batch would stall: one record per
+        // batch there.
+        let config = match self {
+            Self::Mock(_) => config,
+            Self::External(_) => config.with_property("batch.num.messages", "1"),
+        };
+        match self {
+            Self::Mock(cluster) => provision_mock_topics(cluster, &config, partitions)
+                .expect("create topics on the mock cluster"),
+            Self::External(_) => provision_topics(&config, partitions)
+                .await
+                .expect("create topics through the admin API"),
+        }
+        config
+    }
+}
+
+/// Runs `test` against the mock cluster and, when configured, the real broker.
+#[macro_export]
+macro_rules! against_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mock_cluster() {
+                super::$name($crate::common::Broker::mock()).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tansu() {
+                if let Some(broker) = $crate::common::Broker::external() {
+                    super::$name(broker).await;
+                }
+            }
+        }
+    )*};
+}
+
+/// Every message of `topic` up to the high watermarks at the time of the call.
+pub async fn read_topic(config: &KafkaConfig, topic: &str) -> Vec<OwnedMessage> {
+    let (brokers, topic) = (config.brokers().to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || read_topic_blocking(&brokers, &topic))
+        .await
+        .expect("reader task")
+}
+
+fn consumer(brokers: &str) -> BaseConsumer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("create reader")
+}
+
+fn partitions(consumer: &BaseConsumer, topic: &str) -> Vec<i32> {
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| p.id())
+        .collect()
+}
+
+fn read_topic_blocking(brokers: &str, topic: &str) -> Vec<OwnedMessage> {
+    let consumer = consumer(brokers);
+    let mut list = TopicPartitionList::new();
+    let mut remaining = std::collections::HashMap::new();
+    for p in partitions(&consumer, topic) {
+        let (low, high) = consumer
+            .fetch_watermarks(topic, p, Duration::from_secs(10))
+            .expect("watermarks");
+        if high > low {
+            remaining.insert(p, high);
+            list.add_partition_offset(topic, p, Offset::Offset(low))
+                .expect("add partition");
+        }
+    }
+    consumer.assign(&list).expect("assign");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut out = Vec::new();
+    // tansu's watermarks count batches, not records: after reaching them, read on until the
+    // topic stays quiet.
+    let mut quiet_since: Option<Instant> = None;
+    while list.count() > 0 {
+        assert!(Instant::now() < deadline, "reading {topic} timed out");
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            if remaining.is_empty() {
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= Duration::from_millis(750) {
+                    break;
+                }
+            }
+            continue;
+        };
+        quiet_since = None;
+        let message = message.expect("consume");
+        if remaining
+            .get(&message.partition())
+            .is_some_and(|&h| message.offset() + 1 >= h)
+        {
+            remaining.remove(&message.partition());
+        }
+        out.push(message.detach());
+    }
+    out
+}
+
+/// Messages in `topic` so far, counted by reading them (tansu's watermarks count batches).
+pub async fn topic_len(config: &KafkaConfig, topic: &str) -> i64 {
+    read_topic(config, topic).await.len() as i64
+}
+
+/// Sum of the high watermarks of `topic`'s partitions (messages written so far).
+pub async fn topic_size(config: &KafkaConfig, topic: &str) -> i64 {
+    let (brokers, topic) = (config.brokers().to_owned(), topic.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let consumer = consumer(&brokers);
+        partitions(&consumer, &topic)
+            .into_iter()
+            .map(|p| {
+                let (low, high) = consumer
+                    .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                    .expect("watermarks");
+                high - low
+            })
+            .sum()
+    })
+    .await
+    .expect("watermark task")
+}
+
+/// The value of header `name` of `message` as text.
+pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
+    let headers = message.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// Polls `check` every 100 ms until it returns true or `timeout` passes.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,90 @@
+//! An independent client, PyPI `confluent-kafka` (scripts/kafka_interop.py), produces
+//! commands and consumes transitions, with a runner in between.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command as Process;
+use std::sync::Arc;
+
+use common::Broker;
+use order_fsm::{Dwell, Lifecycle, Runner};
+use order_fsm_kafka::{KafkaSource, KafkaTransitionSink};
+
+/// Whether `confluent_kafka` imports; in CI its absence fails the test.
+fn python_client_available() -> bool {
+    let ok = Process::new("python3")
+        .args(["-c", "import confluent_kafka"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but `python3 -c 'import confluent_kafka'` fails: pip install confluent-kafka");
+        }
+        eprintln!("SKIPPED: python3 cannot import confluent_kafka (pip install confluent-kafka)");
+    }
+    ok
+}
+
+async fn python_client(broker: Broker) {
+    if !python_client_available() {
+        return;
+    }
+    let config = broker.config("interop", 3).await;
+    let runner = Runner::builder(Lifecycle::ecommerce())
+        .sink(Arc::new(KafkaTransitionSink::new(&config).expect("sink")))
+        .auto_advance(Dwell::None)
+        .build()
+        .expect("runner");
+    let source = KafkaSource::new(&config).expect("source");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        runner
+            .run(source, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka_interop.py");
+    let output = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || {
+            Process::new("python3")
+                .arg(script)
+                .args(["--brokers", config.brokers()])
+                .args(["--commands-topic", config.commands_topic()])
+                .args(["--transitions-topic", config.transitions_topic()])
+                .args(["--orders", "20", "--timeout", "60"])
+                .output()
+                .expect("run the python client")
+        }
+    })
+    .await
+    .expect("python task");
+    let _ = stop.send(());
+    let report = task.await.expect("runner task").expect("runner");
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!(
+        "python client: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "the python client saw every order complete"
+    );
+    let summary: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON summary");
+    assert_eq!(summary["completed"], 20);
+    assert_eq!(
+        summary["steps"].as_array().map(Vec::len),
+        Some(5),
+        "place + 4 steps"
+    );
+    assert_eq!(
+        report.metrics.orders_placed, 20,
+        "the runner decoded Python's commands"
+    );
+}
+
+against_both!(python_client);
