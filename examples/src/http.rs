@@ -73,7 +73,7 @@ async fn place(
     let command = Command::Place {
         order_id,
         event_id: EventId::random(),
-        purchase,
+        purchase: purchase.into(),
         placed_at: Some(order_fsm::Clock::now(&order_fsm::SystemClock)),
     };
     gateway

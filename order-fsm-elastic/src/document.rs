@@ -353,7 +353,7 @@ pub(crate) fn command_of(r: &TransitionRecord) -> order_fsm::Command {
         order_fsm::Command::Place {
             order_id: r.order_id,
             event_id: r.event_id,
-            purchase: (*r.purchase).clone(),
+            purchase: Arc::clone(&r.purchase),
             placed_at: Some(r.placed_at),
         }
     } else {

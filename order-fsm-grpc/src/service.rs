@@ -105,7 +105,7 @@ impl Service {
         let command = Command::Place {
             order_id,
             event_id,
-            purchase,
+            purchase: purchase.into(),
             // End-to-end latency runs from here, the moment the intake accepted the order.
             placed_at: Some(order_fsm::Clock::now(&order_fsm::SystemClock)),
         };

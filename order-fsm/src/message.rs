@@ -20,8 +20,8 @@ pub enum Command {
         order_id: OrderId,
         /// Id of this placement; a redelivered placement is recognised by it.
         event_id: EventId,
-        /// What was bought.
-        purchase: Purchase,
+        /// What was bought (shared: the order state and every record point to it).
+        purchase: Arc<Purchase>,
         /// When the customer placed it (defaults to when the runner handles it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         placed_at: Option<Timestamp>,
@@ -63,7 +63,7 @@ impl Command {
         Self::Place {
             order_id: OrderId::random(),
             event_id: EventId::random(),
-            purchase,
+            purchase: Arc::new(purchase),
             placed_at: None,
         }
     }

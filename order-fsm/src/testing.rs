@@ -48,7 +48,7 @@ pub fn sample_commands(orders: usize, events_per_order: usize) -> Vec<Command> {
                 Command::Place {
                     order_id: *id,
                     event_id: EventId::random(),
-                    purchase: Purchase::example(),
+                    purchase: Purchase::example().into(),
                     placed_at: None,
                 }
             } else {

@@ -249,7 +249,7 @@ async fn bad_commands_are_dead_lettered_and_the_stream_goes_on() {
         Command::Place {
             order_id: good_id,
             event_id: EventId::random(),
-            purchase: Purchase::example(),
+            purchase: Purchase::example().into(),
             placed_at: None,
         },
         Command::apply(good_id, "prepare"),

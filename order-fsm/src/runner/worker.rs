@@ -330,7 +330,7 @@ impl Worker {
                 }
                 purchase.validate()?;
                 let at = placed_at.unwrap_or_else(|| self.shared.clock.now());
-                let state = engine.place_with(*order_id, Arc::new(purchase.clone()), *event_id, at);
+                let state = engine.place_with(*order_id, Arc::clone(purchase), *event_id, at);
                 plan.records
                     .push(TransitionRecord::placed(engine.lifecycle(), &state));
                 self.tally.placed += 1;
