@@ -9,4 +9,4 @@ source scripts/services.sh
 services_start
 trap services_stop EXIT
 
-cargo test --workspace --all-features
+cargo test --workspace --all-features --no-fail-fast
