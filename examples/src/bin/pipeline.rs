@@ -49,6 +49,9 @@ struct Args {
         default_value = "orders@shop.example"
     )]
     mail_from: String,
+    /// Send no mail (measures the pipeline without the outbox's file writes).
+    #[arg(long)]
+    no_mail: bool,
     /// Where the summary, charts and outbox go.
     #[arg(long, default_value = "target/pipeline")]
     out: PathBuf,
@@ -80,7 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         intake: args.intake,
         pace: Pace::Burst,
         concurrency: args.concurrency,
-        outbox: Some(outbox.clone()),
+        outbox: (!args.no_mail).then(|| outbox.clone()),
         language: args.language,
         mail_from: args.mail_from,
         timeout: Duration::from_secs(300),
