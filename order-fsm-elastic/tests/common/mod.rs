@@ -16,19 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 /// The server's URL from `ORDER_FSM_ES_URL`. Unset: panics under `CI=true`, otherwise
 /// prints why the test is skipped and returns `None`.
 pub fn es_url() -> Option<String> {
-    match std::env::var("ORDER_FSM_ES_URL") {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "ORDER_FSM_ES_URL is not set under CI=true: run `eval \"$(scripts/elastic.sh start)\"` first"
-            );
-            eprintln!(
-                "skipping: ORDER_FSM_ES_URL is not set (start a server with `eval \"$(scripts/elastic.sh start)\"`)"
-            );
-            None
-        }
-    }
+    order_fsm::testing::service_address("ORDER_FSM_ES_URL")
 }
 
 /// A fresh index prefix so tests can share one server.

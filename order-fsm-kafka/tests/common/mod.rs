@@ -27,19 +27,7 @@ impl Broker {
     /// The real broker, or `None` (with the reason on stderr) when it is not configured
     /// outside CI. In CI (`CI=true`) a missing broker fails the test.
     pub fn external() -> Option<Self> {
-        match std::env::var("ORDER_FSM_KAFKA_BROKERS") {
-            Ok(b) if !b.trim().is_empty() => Some(Self::External(b)),
-            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("CI=true but ORDER_FSM_KAFKA_BROKERS is not set: run scripts/kafka.sh start")
-            }
-            _ => {
-                eprintln!(
-                    "SKIPPED: ORDER_FSM_KAFKA_BROKERS is not set; \
-                     run `eval \"$(scripts/kafka.sh start)\"` to test against tansu"
-                );
-                None
-            }
-        }
+        order_fsm::testing::service_address("ORDER_FSM_KAFKA_BROKERS").map(Self::External)
     }
 
     pub fn brokers(&self) -> String {
