@@ -168,6 +168,34 @@ fn full_lifecycle(engine: &Engine, store: &MemoryStore, purchase: &Arc<Purchase>
     transitions
 }
 
+/// The runner's no-dwell path: an order's chain of transitions is applied in memory and the
+/// store is written once per order.
+fn full_lifecycle_chained(engine: &Engine, store: &MemoryStore, purchase: &Arc<Purchase>) -> u64 {
+    let mut transitions = 0;
+    for i in 0..ORDERS {
+        let id = OrderId::from_u128(u128::from(i) + 1);
+        let mut order = engine.place_with(
+            id,
+            Arc::clone(purchase),
+            EventId::from_u128(u128::from(i)),
+            Timestamp::from_micros(i),
+        );
+        for (step, kind) in [PREPARE, SHIP, DELIVER, COMPLETE].into_iter().enumerate() {
+            let event = Event {
+                id: EventId::auto_advance(id, order.version),
+                kind,
+                at: Timestamp::from_micros(i + step as u64),
+                expected_version: Some(order.version),
+                reason: None,
+            };
+            engine.apply_in_place(&mut order, &event).unwrap();
+            transitions += 1;
+        }
+        store.compare_and_set_now(0, order).unwrap();
+    }
+    transitions
+}
+
 fn million_orders(c: &mut Criterion) {
     let engine = Engine::new(Lifecycle::ecommerce());
     let purchase = Arc::new(Purchase::example());
@@ -178,6 +206,16 @@ fn million_orders(c: &mut Criterion) {
         b.iter_with_large_drop(|| {
             let store = MemoryStore::with_capacity(ORDERS as usize);
             assert_eq!(full_lifecycle(&engine, &store, &purchase), 4 * ORDERS);
+            store
+        })
+    });
+    group.bench_function("1M_orders_engine_chained_one_store_write_per_order", |b| {
+        b.iter_with_large_drop(|| {
+            let store = MemoryStore::with_capacity(ORDERS as usize);
+            assert_eq!(
+                full_lifecycle_chained(&engine, &store, &purchase),
+                4 * ORDERS
+            );
             store
         })
     });
