@@ -11,6 +11,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/service.sh
+source "$root/scripts/lib/service.sh"
 state="$root/target/services"
 pid_file="$state/elastic.pid"
 url_file="$state/elastic.url"
@@ -20,7 +22,7 @@ python="${PYTHON:-python3}"
 log() { echo "elastic.sh: $*" >&2; }
 
 running() {
-  [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null
+  service_running "$pid_file"
 }
 
 answers() {
@@ -77,20 +79,7 @@ start() {
 }
 
 stop() {
-  if running; then
-    local pid
-    pid="$(cat "$pid_file")"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-    log "osmem-server stopped (pid $pid)"
-  else
-    log "osmem-server not running"
-  fi
-  rm -f "$pid_file" "$url_file"
+  service_stop osmem-server "$pid_file" "$url_file"
 }
 
 case "${1:-}" in

@@ -10,6 +10,8 @@
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/lib/service.sh
+source "$root/scripts/lib/service.sh"
 state="$root/target/services"
 pid_file="$state/kafka.pid"
 port_file="$state/kafka.port"
@@ -23,7 +25,7 @@ port_answers() {
 }
 
 running() {
-  [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null
+  service_running "$pid_file"
 }
 
 free_port() {
@@ -70,20 +72,7 @@ start() {
 }
 
 stop() {
-  if running; then
-    local pid
-    pid="$(cat "$pid_file")"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
-    log "tansu stopped (pid $pid)"
-  else
-    log "tansu not running"
-  fi
-  rm -f "$pid_file" "$port_file"
+  service_stop tansu "$pid_file" "$port_file"
 }
 
 case "${1:-}" in

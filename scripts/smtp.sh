@@ -5,6 +5,8 @@
 #   stop     stops the server this script started
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/service.sh
+source scripts/lib/service.sh
 state=target/services
 pidfile=$state/smtp.pid
 
@@ -14,7 +16,7 @@ case "${1:-}" in
     ;;
   start)
     mkdir -p "$state"
-    if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+    if service_running "$pidfile"; then
       cat "$state/smtp.env"
       exit 0
     fi
@@ -31,10 +33,7 @@ case "${1:-}" in
     printf 'export ORDER_FSM_SMTP_URL=smtp://127.0.0.1:%s ORDER_FSM_SMTP_MAILDIR=%s\n' "$port" "$maildir" | tee "$state/smtp.env"
     ;;
   stop)
-    if [ -f "$pidfile" ]; then
-      kill "$(cat "$pidfile")" 2>/dev/null || true
-      rm -f "$pidfile" "$state/smtp.env"
-    fi
+    service_stop aiosmtpd "$pidfile" "$state/smtp.env"
     ;;
   *)
     echo "usage: $0 install|start|stop" >&2
