@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use order_fsm::{HistoryEntry, Lifecycle, MemoryStore, OrderId, OrderState, TransitionRecord};
+use order_fsm::{Lifecycle, MemoryStore, OrderId, OrderState, TransitionRecord};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
@@ -198,49 +198,20 @@ fn apply_batch(lifecycle: &Lifecycle, order: &mut Rebuild, group: Vec<Transition
         return false;
     }
     for record in group {
+        if record.version <= version {
+            continue;
+        }
         if record.version != version + 1 {
-            if record.version <= version {
-                continue;
-            }
             return false;
         }
-        let Some(to) = lifecycle.state(&record.to) else {
-            return false;
+        let applied = match &mut order.state {
+            None => OrderState::from_placement(lifecycle, &record)
+                .map(|state| order.state = Some(state))
+                .is_some(),
+            Some(state) => state.apply_record(lifecycle, &record),
         };
-        match (&mut order.state, record.from.as_deref()) {
-            (None, None) => {
-                order.state = Some(OrderState {
-                    id: record.order_id,
-                    purchase: record.purchase,
-                    status: to,
-                    version: record.version,
-                    placed_by: record.event_id,
-                    created_at: record.placed_at,
-                    updated_at: record.at,
-                    history: Vec::new(),
-                    rejected: Vec::new(),
-                });
-            }
-            (Some(state), Some(from)) => {
-                let (Some(from), Some(event)) =
-                    (lifecycle.state(from), lifecycle.event(&record.event))
-                else {
-                    return false;
-                };
-                state.history.push(HistoryEntry {
-                    event_id: record.event_id,
-                    event,
-                    from,
-                    to,
-                    version: record.version,
-                    at: record.at,
-                    reason: record.reason,
-                });
-                state.status = to;
-                state.version = record.version;
-                state.updated_at = record.at;
-            }
-            _ => return false,
+        if !applied {
+            return false;
         }
         version += 1;
     }
