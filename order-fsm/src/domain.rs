@@ -325,13 +325,19 @@ fn check_text(field: &'static str, value: &str, required: bool, max: usize) -> R
     if required && value.trim().is_empty() {
         return Err(Error::invalid_field(field, "is empty"));
     }
-    if value.chars().count() > max {
+    // A string has at most as many characters as bytes: count only when it may be too long.
+    if value.len() > max && value.chars().count() > max {
         return Err(Error::invalid_field(
             field,
             format!("is longer than {max} characters"),
         ));
     }
-    if value.chars().any(char::is_control) {
+    let has_control = if value.is_ascii() {
+        value.bytes().any(|b| b.is_ascii_control())
+    } else {
+        value.chars().any(char::is_control)
+    };
+    if has_control {
         return Err(Error::invalid_field(field, "contains control characters"));
     }
     Ok(())

@@ -11,7 +11,10 @@ use crate::{
 
 /// A command for the state machine, as sources decode it (JSON by default:
 /// `{"type":"place", ...}` or `{"type":"apply", ...}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// Decoding reads the fields in any order without buffering the message (serde's internally
+/// tagged enums buffer every field first); unknown fields are ignored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Command {
     /// Create an order in the lifecycle's initial state.
@@ -41,6 +44,57 @@ pub enum Command {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+}
+
+/// The wire form of [`Command`]: every variant's fields in one struct, so that serde reads
+/// a message in one pass whatever the order of its fields.
+#[derive(Deserialize)]
+struct WireCommand {
+    #[serde(rename = "type")]
+    kind: CommandKind,
+    order_id: OrderId,
+    event_id: EventId,
+    #[serde(default)]
+    purchase: Option<Arc<Purchase>>,
+    #[serde(default)]
+    placed_at: Option<Timestamp>,
+    #[serde(default)]
+    event: Option<String>,
+    #[serde(default)]
+    expected_version: Option<u64>,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum CommandKind {
+    Place,
+    Apply,
+}
+
+impl<'de> Deserialize<'de> for Command {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let wire = WireCommand::deserialize(deserializer)?;
+        Ok(match wire.kind {
+            CommandKind::Place => Self::Place {
+                order_id: wire.order_id,
+                event_id: wire.event_id,
+                purchase: wire
+                    .purchase
+                    .ok_or_else(|| D::Error::missing_field("purchase"))?,
+                placed_at: wire.placed_at,
+            },
+            CommandKind::Apply => Self::Apply {
+                order_id: wire.order_id,
+                event_id: wire.event_id,
+                event: wire.event.ok_or_else(|| D::Error::missing_field("event"))?,
+                expected_version: wire.expected_version,
+                reason: wire.reason,
+            },
+        })
+    }
 }
 
 impl Command {
@@ -261,5 +315,56 @@ impl OrderState {
         self.version = record.version;
         self.updated_at = record.at;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(command: &Command) -> Command {
+        serde_json::from_slice(&serde_json::to_vec(command).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn commands_round_trip_through_json() {
+        let place = Command::place(Purchase::example());
+        assert_eq!(round_trip(&place), place);
+        let apply = Command::Apply {
+            order_id: place.order_id(),
+            event_id: EventId::random(),
+            event: "fail".into(),
+            expected_version: Some(3),
+            reason: Some("card declined".into()),
+        };
+        assert_eq!(round_trip(&apply), apply);
+    }
+
+    #[test]
+    fn fields_are_read_in_any_order_and_unknown_ones_ignored() {
+        let place = Command::place(Purchase::example());
+        let mut value = serde_json::to_value(&place).unwrap();
+        let object = value.as_object_mut().unwrap();
+        let kind = object.remove("type").unwrap();
+        object.insert("trace".into(), "ignored".into());
+        object.insert("type".into(), kind);
+        let decoded: Command = serde_json::from_value(value).unwrap();
+        assert_eq!(decoded, place);
+    }
+
+    #[test]
+    fn a_missing_field_or_unknown_type_is_named() {
+        let id = OrderId::random();
+        let event_id = EventId::random();
+        let no_purchase =
+            format!(r#"{{"type":"place","order_id":"{id}","event_id":"{event_id}"}}"#);
+        let err = serde_json::from_str::<Command>(&no_purchase).unwrap_err();
+        assert!(err.to_string().contains("purchase"), "{err}");
+        let no_event = format!(r#"{{"type":"apply","order_id":"{id}","event_id":"{event_id}"}}"#);
+        let err = serde_json::from_str::<Command>(&no_event).unwrap_err();
+        assert!(err.to_string().contains("event"), "{err}");
+        let launch = format!(r#"{{"type":"launch","order_id":"{id}","event_id":"{event_id}"}}"#);
+        let err = serde_json::from_str::<Command>(&launch).unwrap_err();
+        assert!(err.to_string().contains("launch"), "{err}");
     }
 }
