@@ -9,14 +9,17 @@
 //! are produced first (lz4-compressed: the mock cluster keeps only 5 MB per partition), then
 //! a raw `BaseConsumer` loop reads all N in its own group, then a `KafkaSource` feeding a
 //! `Runner` (two workers, in-memory store, counting sink, no automatic advance: one
-//! placement record per command) reads them in another group. Both rates count from the
+//! placement record per command) reads them in another group. A source alone (decode and
+//! acknowledge, no runner) runs in a third group in between, to show where the time goes. Both rates count from the
 //! first message (the group join, about 3 s on the mock cluster, is printed apart). Prints
 //! both rates and their ratio.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use order_fsm::{Command, CommandSink, Lifecycle, MemorySink, MemoryStore, Purchase, Runner};
+use order_fsm::{
+    Command, CommandSink, CommandSource, Lifecycle, MemorySink, MemoryStore, Purchase, Runner,
+};
 use order_fsm_kafka::{
     provision_mock_topics, provision_topics, KafkaCommandSink, KafkaConfig, KafkaSource,
 };
@@ -76,6 +79,23 @@ fn raw_loop(brokers: &str, topic: &str, group: &str, n: usize) -> (Duration, Dur
     }
     let first = first.unwrap_or(start);
     (first.elapsed(), first - start, bytes)
+}
+
+/// Time from the first envelope to the last, time to the first envelope.
+async fn source_only(
+    config: &KafkaConfig,
+    n: usize,
+) -> Result<(Duration, Duration), Box<dyn std::error::Error>> {
+    let start = Instant::now();
+    let mut source = KafkaSource::new(config)?;
+    let mut first = None;
+    for _ in 0..n {
+        let envelope = source.next().await?.ok_or("source ended early")?;
+        first.get_or_insert_with(Instant::now);
+        envelope.ack.ack();
+    }
+    let first = first.unwrap_or(start);
+    Ok((first.elapsed(), first - start))
 }
 
 #[tokio::main]
@@ -143,6 +163,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         raw.as_secs_f64(),
         bytes as f64 / n as f64,
         raw_join.as_secs_f64()
+    );
+
+    // Source alone: poll, decode, acknowledge (the runner's share is what comes on top).
+    let source_config = config.clone().with_group(format!("bench-source-{id}"));
+    let (source_time, source_join) = source_only(&source_config, n).await?;
+    let source_rate = n as f64 / source_time.as_secs_f64();
+    println!(
+        "source  : {n} in {:.2}s = {source_rate:.0} msg/s decoded and acknowledged (group join {:.2}s not counted)",
+        source_time.as_secs_f64(),
+        source_join.as_secs_f64()
     );
 
     // Source + runner.

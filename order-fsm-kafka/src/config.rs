@@ -191,6 +191,10 @@ impl KafkaConfig {
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "false"),
+            // librdkafka waits 1 s before fetching again once its prefetch queue was full:
+            // a consumer slower than the fetcher (every consumer that decodes) stalls for a
+            // second each time the queue drains. Measured: 1.5× the throughput with 20 ms.
+            ("fetch.queue.backoff.ms", "20"),
         ]);
         config.set("group.id", &self.group);
         if let Some(group) = self.properties.get("group.id") {
