@@ -118,6 +118,26 @@ def main() -> None:
             check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"code {e.code()}")
             check("customer_email" in e.details(), f"details {e.details()!r}")
 
+        # Bulk intake: two placements in one call, answered in request order; one bad
+        # placement rejects the call and names it.
+        second = pb.Purchase()
+        second.CopyFrom(purchase)
+        second.product = "Lámpara de pie"
+        many = stub.PlaceOrders(
+            pb.PlaceOrdersRequest(orders=[pb.PlaceOrderRequest(purchase=purchase), pb.PlaceOrderRequest(purchase=second)]),
+            timeout=5,
+        )
+        check(len(many.orders) == 2 and many.orders[0].order_id != many.orders[1].order_id, "two new orders")
+        try:
+            stub.PlaceOrders(
+                pb.PlaceOrdersRequest(orders=[pb.PlaceOrderRequest(purchase=purchase), pb.PlaceOrderRequest(purchase=bad)]),
+                timeout=5,
+            )
+            check(False, "a call with an invalid placement accepted")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.INVALID_ARGUMENT, f"code {e.code()}")
+            check("orders[1]" in e.details() and "customer_email" in e.details(), f"details {e.details()!r}")
+
         # The standard health service, called with raw bytes (no generated code needed):
         # an empty HealthCheckRequest in, HealthCheckResponse{status: SERVING = 1} out.
         check_health = channel.unary_unary("/grpc.health.v1.Health/Check")

@@ -71,6 +71,12 @@ impl OrderService for Bare {
             already_existed: false,
         }))
     }
+    async fn place_orders(
+        &self,
+        _: Request<proto::PlaceOrdersRequest>,
+    ) -> Result<Response<proto::PlaceOrdersResponse>, Status> {
+        Err(Status::unimplemented("bare"))
+    }
     async fn get_order(
         &self,
         _: Request<proto::GetOrderRequest>,

@@ -105,7 +105,7 @@ fn tls(_: Endpoint, _: &[u8], _: Option<&str>) -> Result<Endpoint, Error> {
     Err(Error::Config("TLS needs the crate's `tls` feature".into()))
 }
 
-/// The answer to [`OrderClient::place_order`].
+/// The answer to [`OrderClient::place_order`] (one per order of [`OrderClient::place_orders`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PlacedOrder {
@@ -220,6 +220,16 @@ fn response_err(e: CoreError) -> Error {
     Error::Response(e)
 }
 
+fn placed_from_proto(reply: proto::PlaceOrderResponse) -> Result<PlacedOrder, Error> {
+    Ok(PlacedOrder {
+        order_id: reply.order_id.parse().map_err(response_err)?,
+        event_id: reply.event_id.parse().map_err(response_err)?,
+        status: reply.status,
+        version: reply.version,
+        already_existed: reply.already_existed,
+    })
+}
+
 fn fresh_key() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -302,13 +312,34 @@ impl OrderClient {
                 async move { c.place_order(request).await }
             })
             .await?;
-        Ok(PlacedOrder {
-            order_id: reply.order_id.parse().map_err(response_err)?,
-            event_id: reply.event_id.parse().map_err(response_err)?,
-            status: reply.status,
-            version: reply.version,
-            already_existed: reply.already_existed,
-        })
+        placed_from_proto(reply)
+    }
+
+    /// Places up to 1,000 orders in one call: all are accepted or, when one is invalid,
+    /// none (the error names it, e.g. `orders[3]: invalid field ...`). The client gives
+    /// each order a fresh idempotency key, so a retried call places each order once.
+    /// Answers come in the order of `purchases`.
+    ///
+    /// # Errors
+    /// As [`OrderClient::place_order`], plus `INVALID_ARGUMENT` naming `orders` when
+    /// `purchases` is empty or longer than 1,000.
+    pub async fn place_orders(&self, purchases: &[Purchase]) -> Result<Vec<PlacedOrder>, Error> {
+        let message = proto::PlaceOrdersRequest {
+            orders: purchases
+                .iter()
+                .map(|purchase| proto::PlaceOrderRequest {
+                    purchase: Some(purchase_to_proto(purchase)),
+                    idempotency_key: Some(fresh_key()),
+                })
+                .collect(),
+        };
+        let reply = self
+            .retrying(|mut c| {
+                let request = self.request(message.clone());
+                async move { c.place_orders(request).await }
+            })
+            .await?;
+        reply.orders.into_iter().map(placed_from_proto).collect()
     }
 
     /// Reads one order.

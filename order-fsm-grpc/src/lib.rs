@@ -7,7 +7,8 @@
 //! one of its transition sinks, feeds `WatchOrder` streams as transitions happen.
 //!
 //! # Consistency
-//! Writes are asynchronous: `PlaceOrder`, `ApplyEvent` and `CancelOrder` validate the
+//! Writes are asynchronous: `PlaceOrder`, `PlaceOrders` (up to 1,000 placements per call,
+//! all or none), `ApplyEvent` and `CancelOrder` validate the
 //! request (events are checked against the order's current state with
 //! [`order_fsm::Engine::apply`]) and submit a [`order_fsm::Command`]; a runner applies it
 //! later. Reads are therefore *eventually consistent*: an order is visible to `GetOrder`,

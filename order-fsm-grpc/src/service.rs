@@ -66,11 +66,29 @@ fn derived(parts: &[&str]) -> Uuid {
     Uuid::new_v5(&KEY_NAMESPACE, parts.join("\u{1f}").as_bytes())
 }
 
+/// Most placements one `PlaceOrders` call may carry.
+pub(crate) const MAX_PLACEMENTS_PER_CALL: usize = 1_000;
+
+/// A checked placement: a command to submit, or the order its idempotency key already named.
+enum Placement {
+    New {
+        command: Command,
+        reply: proto::PlaceOrderResponse,
+    },
+    Existing(proto::PlaceOrderResponse),
+}
+
+/// Names the placement of a `PlaceOrders` call that a status is about.
+fn in_call(index: usize, status: Status) -> Status {
+    Status::new(
+        status.code(),
+        format!("orders[{index}]: {}", status.message()),
+    )
+}
+
 impl Service {
-    async fn place(
-        &self,
-        req: proto::PlaceOrderRequest,
-    ) -> Result<proto::PlaceOrderResponse, Status> {
+    /// Checks one placement and decides what it creates, without submitting anything.
+    async fn prepare(&self, req: proto::PlaceOrderRequest) -> Result<Placement, Status> {
         let wire = req
             .purchase
             .ok_or_else(|| invalid("purchase", "is required"))?;
@@ -93,13 +111,13 @@ impl Service {
                         "invalid field `idempotency_key`: already used for order {order_id} with a different purchase"
                     )));
                 }
-                return Ok(proto::PlaceOrderResponse {
+                return Ok(Placement::Existing(proto::PlaceOrderResponse {
                     order_id: order_id.to_string(),
                     status: lifecycle.state_name(existing.status).to_owned(),
                     version: existing.version,
                     event_id: existing.placed_by.to_string(),
                     already_existed: true,
-                });
+                }));
             }
         }
         let command = Command::Place {
@@ -107,16 +125,69 @@ impl Service {
             event_id,
             purchase: purchase.into(),
             // End-to-end latency runs from here, the moment the intake accepted the order.
-            placed_at: Some(order_fsm::Clock::now(&order_fsm::SystemClock)),
+            placed_at: Some(SystemClock.now()),
         };
-        self.commands.submit(&[command]).await.map_err(core)?;
-        Ok(proto::PlaceOrderResponse {
-            order_id: order_id.to_string(),
-            status: lifecycle.state_name(lifecycle.initial()).to_owned(),
-            version: 1,
-            event_id: event_id.to_string(),
-            already_existed: false,
+        Ok(Placement::New {
+            command,
+            reply: proto::PlaceOrderResponse {
+                order_id: order_id.to_string(),
+                status: lifecycle.state_name(lifecycle.initial()).to_owned(),
+                version: 1,
+                event_id: event_id.to_string(),
+                already_existed: false,
+            },
         })
+    }
+
+    async fn place(
+        &self,
+        req: proto::PlaceOrderRequest,
+    ) -> Result<proto::PlaceOrderResponse, Status> {
+        match self.prepare(req).await? {
+            Placement::Existing(reply) => Ok(reply),
+            Placement::New { command, reply } => {
+                self.commands.submit(&[command]).await.map_err(core)?;
+                Ok(reply)
+            }
+        }
+    }
+
+    /// Checks every placement first, then submits the new ones in one sink call.
+    async fn place_many(
+        &self,
+        req: proto::PlaceOrdersRequest,
+    ) -> Result<proto::PlaceOrdersResponse, Status> {
+        if req.orders.is_empty() {
+            return Err(invalid("orders", "is empty"));
+        }
+        if req.orders.len() > MAX_PLACEMENTS_PER_CALL {
+            return Err(invalid(
+                "orders",
+                &format!("has more than {MAX_PLACEMENTS_PER_CALL} placements"),
+            ));
+        }
+        let mut commands = Vec::with_capacity(req.orders.len());
+        let mut replies = Vec::with_capacity(req.orders.len());
+        let mut keys = std::collections::HashMap::new();
+        for (index, order) in req.orders.into_iter().enumerate() {
+            if let Some(key) = &order.idempotency_key {
+                if let Some(first) = keys.insert(key.clone(), index) {
+                    let reason = format!("repeats the key of orders[{first}]");
+                    return Err(in_call(index, invalid("idempotency_key", &reason)));
+                }
+            }
+            match self.prepare(order).await.map_err(|s| in_call(index, s))? {
+                Placement::Existing(reply) => replies.push(reply),
+                Placement::New { command, reply } => {
+                    commands.push(command);
+                    replies.push(reply);
+                }
+            }
+        }
+        if !commands.is_empty() {
+            self.commands.submit(&commands).await.map_err(core)?;
+        }
+        Ok(proto::PlaceOrdersResponse { orders: replies })
     }
 
     async fn order(&self, id: &str) -> Result<order_fsm::OrderState, Status> {
@@ -260,6 +331,16 @@ impl OrderService for Service {
     ) -> Result<Response<proto::PlaceOrderResponse>, Status> {
         let limit = budget(request.metadata(), self.request_timeout);
         within(limit, self.place(request.into_inner()))
+            .await
+            .map(Response::new)
+    }
+
+    async fn place_orders(
+        &self,
+        request: Request<proto::PlaceOrdersRequest>,
+    ) -> Result<Response<proto::PlaceOrdersResponse>, Status> {
+        let limit = budget(request.metadata(), self.request_timeout);
+        within(limit, self.place_many(request.into_inner()))
             .await
             .map(Response::new)
     }

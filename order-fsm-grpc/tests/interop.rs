@@ -54,10 +54,11 @@ async fn python_client_places_and_reads_an_order() {
         "interop script failed ({}):\nstdout:\n{stdout}\nstderr:\n{stderr}",
         output.status
     );
+    h.drained().await;
     assert_eq!(
         h.store.len(),
-        1,
-        "the python client created exactly one order"
+        3,
+        "the python client created exactly three orders (one placed twice, two in one PlaceOrders call)"
     );
     h.stop().await;
 }

@@ -365,7 +365,7 @@ async fn deadlines_and_message_limits_are_enforced() {
     assert!(started.elapsed() < Duration::from_secs(2));
 
     let mut big = purchase;
-    big.product = "x".repeat(100 * 1024);
+    big.product = "x".repeat(5 * 1024 * 1024);
     let status = raw
         .place_order(proto::PlaceOrderRequest {
             purchase: Some(big),
