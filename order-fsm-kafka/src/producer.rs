@@ -55,11 +55,16 @@ impl Producer {
     pub(crate) async fn send_all(&self, messages: Vec<Outgoing>) -> Result<(), KafkaError> {
         let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(messages.len());
         let mut failure = None;
-        'messages: for message in &messages {
+        'messages: for message in messages {
+            let Outgoing {
+                key,
+                payload,
+                headers,
+            } = message;
             let mut record = FutureRecord::to(&self.topic)
-                .key(&message.key[..])
-                .payload(&message.payload[..])
-                .headers(message.headers.clone());
+                .key(&key[..])
+                .payload(&payload[..])
+                .headers(headers);
             loop {
                 match self.inner.send_result(record) {
                     Ok(delivery) => {
