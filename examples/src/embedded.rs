@@ -19,7 +19,7 @@ use rdkafka::mocking::MockCluster;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::load::{self, Intake, LoadResult, Pace};
+use crate::load::{self, Intake, LoadResult, Pace, Sending};
 use crate::notify::{EmailNotifier, Language};
 use crate::report::Summary;
 
@@ -42,6 +42,8 @@ pub struct EmbeddedConfig {
     pub pace: Pace,
     /// Requests in flight at once.
     pub concurrency: usize,
+    /// Orders per intake request (more than 1: gRPC `PlaceOrders`).
+    pub batch: usize,
     /// Where `.eml` files go; `None` sends no mail.
     pub outbox: Option<PathBuf>,
     /// Language of the mails.
@@ -127,7 +129,8 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     let target = load::Target::connect(config.intake, addr).await?;
 
     // Warm-up: one order through the whole pipeline (joins the consumer group).
-    let warm_up = load::place_all(&target, &[Purchase::example()], Pace::Burst, 1, false).await?;
+    let warm_up =
+        load::place_all(&target, &[Purchase::example()], Sending::burst(1), false).await?;
     if warm_up.errors > 0 {
         return Err("the warm-up order was refused".into());
     }
@@ -136,14 +139,12 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
 
     let orders = config.purchases.len() as u64;
     let started = Instant::now();
-    let load = load::place_all(
-        &target,
-        &config.purchases,
-        config.pace,
-        config.concurrency,
-        false,
-    )
-    .await?;
+    let sending = Sending {
+        pace: config.pace,
+        concurrency: config.concurrency,
+        batch: config.batch,
+    };
+    let load = load::place_all(&target, &config.purchases, sending, false).await?;
     let finished = wait_finished(&runner, baseline + orders - load.errors, config.timeout).await;
     let elapsed = started.elapsed().as_secs_f64();
     let _ = stop_tx.send(true);

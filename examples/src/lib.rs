@@ -11,3 +11,10 @@ pub mod load;
 pub mod notify;
 pub mod projection;
 pub mod report;
+
+// Under load glibc's malloc took about a fifth of the pipeline's CPU (perf: `_int_malloc`,
+// `malloc_consolidate`, `_int_free`); with mimalloc the embedded pipeline moves 1.3-1.9×
+// the orders per second. Declared here, it is the allocator of every program of this
+// crate. Libraries leave the choice to the application; this crate is the application.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

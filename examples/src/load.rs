@@ -60,14 +60,21 @@ impl Target {
         })
     }
 
-    async fn place(&self, purchase: &Purchase) -> Result<(), BoxError> {
-        match self {
-            Target::Grpc(client) => client
+    /// Places `purchases` in one request: `PlaceOrder` for one, `PlaceOrders` for more
+    /// (gRPC only; the HTTP gateway takes one order per request).
+    async fn place(&self, purchases: &[Purchase]) -> Result<(), BoxError> {
+        match (self, purchases) {
+            (Target::Grpc(client), [purchase]) => client
                 .place_order(purchase, None)
                 .await
                 .map(drop)
                 .map_err(Into::into),
-            Target::Http(client, base) => {
+            (Target::Grpc(client), _) => client
+                .place_orders(purchases)
+                .await
+                .map(drop)
+                .map_err(Into::into),
+            (Target::Http(client, base), [purchase]) => {
                 let response = client
                     .post(format!("{base}/orders"))
                     .json(purchase)
@@ -83,6 +90,9 @@ impl Target {
                     )
                     .into())
                 }
+            }
+            (Target::Http(..), _) => {
+                Err("the HTTP gateway takes one order per request (use --batch 1)".into())
             }
         }
     }
@@ -108,15 +118,39 @@ impl LoadResult {
     }
 }
 
-/// Places every purchase through `target` with at most `concurrency` requests in flight.
+/// How the orders are sent.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sending {
+    /// Burst or steady stream.
+    pub pace: Pace,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Orders per request: 1 sends `PlaceOrder` (or `POST /orders`), more send gRPC
+    /// `PlaceOrders` calls of this many orders (at most 1,000).
+    pub batch: usize,
+}
+
+impl Sending {
+    /// A burst with `concurrency` single-order requests in flight.
+    pub fn burst(concurrency: usize) -> Self {
+        Self {
+            pace: Pace::Burst,
+            concurrency,
+            batch: 1,
+        }
+    }
+}
+
+/// Places every purchase through `target` as `sending` says. A steady pace spaces orders
+/// (a batch leaves when its first order is due); each order's latency is that of the
+/// request that carried it.
 ///
 /// # Errors
 /// Only a histogram failure; request errors are counted in [`LoadResult::errors`].
 pub async fn place_all(
     target: &Target,
     purchases: &[Purchase],
-    pace: Pace,
-    concurrency: usize,
+    sending: Sending,
     progress: bool,
 ) -> Result<LoadResult, BoxError> {
     let bar = if progress {
@@ -129,42 +163,45 @@ pub async fn place_all(
         ProgressBar::hidden()
     };
     let started = Instant::now();
-    let interval = match pace {
+    let interval = match sending.pace {
         Pace::Steady(rate) if rate > 0.0 => Some(Duration::from_secs_f64(1.0 / rate)),
         _ => None,
     };
+    let batch = sending.batch.clamp(1, 1_000);
     let bar = Arc::new(bar);
-    let results: Vec<Result<u64, String>> = stream::iter(purchases.iter().enumerate())
-        .map(|(i, purchase)| {
-            let bar = Arc::clone(&bar);
-            async move {
-                if let Some(interval) = interval {
-                    let due = started + interval.mul_f64(i as f64);
-                    tokio::time::sleep_until(due.into()).await;
+    let results: Vec<(usize, Result<u64, String>)> =
+        stream::iter(purchases.chunks(batch).enumerate())
+            .map(|(i, chunk)| {
+                let bar = Arc::clone(&bar);
+                async move {
+                    if let Some(interval) = interval {
+                        let due = started + interval.mul_f64((i * batch) as f64);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    let sent = Instant::now();
+                    let result = target.place(chunk).await;
+                    bar.inc(chunk.len() as u64);
+                    let result = result
+                        .map(|()| sent.elapsed().as_micros() as u64)
+                        .map_err(|e| e.to_string());
+                    (chunk.len(), result)
                 }
-                let sent = Instant::now();
-                let result = target.place(purchase).await;
-                bar.inc(1);
-                result
-                    .map(|()| sent.elapsed().as_micros() as u64)
-                    .map_err(|e| e.to_string())
-            }
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect()
-        .await;
+            })
+            .buffer_unordered(sending.concurrency.max(1))
+            .collect()
+            .await;
     bar.finish_and_clear();
     let elapsed = started.elapsed();
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut errors = 0;
-    for result in &results {
+    for (orders, result) in &results {
         match result {
-            Ok(us) => histogram.saturating_record((*us).max(1)),
+            Ok(us) => histogram.saturating_record_n((*us).max(1), *orders as u64),
             Err(e) => {
                 if errors == 0 {
                     tracing::warn!(error = %e, "order refused");
                 }
-                errors += 1;
+                errors += *orders as u64;
             }
         }
     }

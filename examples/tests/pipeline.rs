@@ -42,3 +42,37 @@ fn the_pipeline_finishes_every_order_and_writes_its_reports() {
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"), "{chart}");
     }
 }
+
+#[test]
+fn bulk_intake_at_a_steady_rate_finishes_every_order() {
+    let out = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(["--orders", "2000", "--no-mail", "--out"])
+            .arg(out.path())
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let output = run(&["--batch", "100", "--rate", "4000"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("(100 per request)"), "{stdout}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["orders_placed"], 2_000);
+    assert_eq!(summary["completed"], 2_000);
+    assert_eq!(summary["lost"], 0);
+    // 2,000 orders at 4,000/s take at least half a second to place.
+    assert!(summary["elapsed_secs"].as_f64().unwrap() >= 0.45, "{summary}");
+    assert!(!out.path().join("outbox").exists(), "no mail with --no-mail");
+
+    // The HTTP gateway takes one order per request: refused up front, nothing placed.
+    let output = run(&["--batch", "100", "--intake", "http"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--batch needs the gRPC intake"));
+}

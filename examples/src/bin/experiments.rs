@@ -42,6 +42,7 @@ fn base(orders: usize) -> EmbeddedConfig {
         intake: Intake::Grpc,
         pace: Pace::Burst,
         concurrency: 64,
+        batch: 1,
         outbox: None,
         language: Language::En,
         mail_from: "orders@shop.example".into(),

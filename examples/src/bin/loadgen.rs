@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use order_fsm::Purchase;
-use order_fsm_examples::load::{self, Intake, Pace, Target};
+use order_fsm_examples::load::{self, Intake, Pace, Sending, Target};
 use order_fsm_examples::{dataset, report};
 
 #[derive(Parser, Debug)]
@@ -39,11 +39,20 @@ struct Args {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// Orders per request: 1 sends `PlaceOrder` (or `POST /orders`); 2 to 1,000 send gRPC
+    /// `PlaceOrders` calls (bulk intake).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    batch: u64,
 }
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
+    if args.batch > 1 && args.intake == Intake::Http {
+        return Err(
+            "--batch needs the gRPC intake: the HTTP gateway takes one order per request".into(),
+        );
+    }
     let purchases: Vec<Purchase> = match &args.csv {
         Some(path) => dataset::read_csv(std::fs::File::open(path)?)?,
         None => dataset::generate(args.orders, args.seed),
@@ -64,12 +73,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     };
     let target = Target::connect_url(args.intake, &args.target).await?;
     eprintln!(
-        "placing {} orders on {} ({:?}, {pace:?})",
+        "placing {} orders on {} ({:?}, {pace:?}, {} per request)",
         purchases.len(),
         args.target,
-        args.intake
+        args.intake,
+        args.batch
     );
-    let result = load::place_all(&target, &purchases, pace, args.concurrency, true).await?;
+    let sending = Sending {
+        pace,
+        concurrency: args.concurrency,
+        batch: args.batch as usize,
+    };
+    let result = load::place_all(&target, &purchases, sending, true).await?;
     println!("accepted   {:>10}", result.accepted);
     println!("refused    {:>10}", result.errors);
     println!("elapsed    {:>10.3} s", result.elapsed.as_secs_f64());
