@@ -68,8 +68,14 @@ fn bulk_intake_at_a_steady_rate_finishes_every_order() {
     assert_eq!(summary["completed"], 2_000);
     assert_eq!(summary["lost"], 0);
     // 2,000 orders at 4,000/s take at least half a second to place.
-    assert!(summary["elapsed_secs"].as_f64().unwrap() >= 0.45, "{summary}");
-    assert!(!out.path().join("outbox").exists(), "no mail with --no-mail");
+    assert!(
+        summary["elapsed_secs"].as_f64().unwrap() >= 0.45,
+        "{summary}"
+    );
+    assert!(
+        !out.path().join("outbox").exists(),
+        "no mail with --no-mail"
+    );
 
     // The HTTP gateway takes one order per request: refused up front, nothing placed.
     let output = run(&["--batch", "100", "--intake", "http"]);
