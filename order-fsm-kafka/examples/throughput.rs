@@ -2,17 +2,21 @@
 //! topic and the same N small messages, in one process and one run.
 //!
 //! ```text
-//! cargo run --release -p order-fsm-kafka --example throughput -- [--messages N] [--partitions P] [--brokers HOST:PORT]
+//! cargo run --release -p order-fsm-kafka --example throughput -- [--messages N] [--partitions P]
+//!     [--commands lifecycle|placements] [--brokers HOST:PORT]
 //! ```
 //!
-//! Without `--brokers` it starts librdkafka's mock cluster in-process. N placement commands
-//! are produced first (lz4-compressed: the mock cluster keeps only 5 MB per partition), then
-//! a raw `BaseConsumer` loop reads all N in its own group, then a `KafkaSource` feeding a
-//! `Runner` (two workers, in-memory store, counting sink, no automatic advance: one
-//! placement record per command) reads them in another group. A source alone (decode and
-//! acknowledge, no runner) runs in a third group in between, to show where the time goes. Both rates count from the
-//! first message (the group join, about 3 s on the mock cluster, is printed apart). Prints
-//! both rates and their ratio.
+//! Without `--brokers` it starts librdkafka's mock cluster in-process. N commands are
+//! produced first (lz4-compressed: the mock cluster keeps only 5 MB per partition):
+//! `lifecycle` (the default) is what a shop's commands topic carries, N/5 orders each placed
+//! and then driven through `prepare`, `ship`, `deliver` and `complete` by four event
+//! commands; `placements` is the worst case, every message a placement carrying a whole
+//! purchase. Then a raw `BaseConsumer` loop reads all N in its own group, a source alone
+//! (poll, decode, acknowledge; no runner) reads them in a second group to show where the
+//! time goes, and a `KafkaSource` feeding a `Runner` (two workers, in-memory store, counting
+//! sink, no automatic advance: one record per command) reads them in a third. Rates count
+//! from the first message (the group join, about 3 s on the mock cluster, is printed
+//! apart). Prints the rates and the ratio runner / raw.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -34,6 +38,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Args {
     messages: usize,
+    lifecycle: bool,
     partitions: i32,
     brokers: Option<String>,
 }
@@ -41,6 +46,7 @@ struct Args {
 fn parse_args() -> Args {
     let mut args = Args {
         messages: 1_000_000,
+        lifecycle: true,
         partitions: 32,
         brokers: None,
     };
@@ -51,10 +57,35 @@ fn parse_args() -> Args {
             "--messages" => args.messages = value().parse().expect("--messages N"),
             "--partitions" => args.partitions = value().parse().expect("--partitions P"),
             "--brokers" => args.brokers = Some(value()),
+            "--commands" => {
+                args.lifecycle = match value().as_str() {
+                    "lifecycle" => true,
+                    "placements" => false,
+                    other => panic!("--commands lifecycle|placements, not {other}"),
+                }
+            }
             other => panic!("unknown argument {other}"),
         }
     }
     args
+}
+
+/// `count` commands: placements, or placements each followed by the four events of the
+/// ecommerce happy path (a trailing partial order is only partly driven).
+fn commands(count: usize, lifecycle: bool) -> Vec<Command> {
+    const EVENTS: [&str; 4] = ["prepare", "ship", "deliver", "complete"];
+    let mut out = Vec::with_capacity(count);
+    while out.len() < count {
+        let place = Command::place(Purchase::example());
+        let order = place.order_id();
+        out.push(place);
+        if lifecycle {
+            for event in EVENTS.iter().take(count - out.len()) {
+                out.push(Command::apply(order, *event));
+            }
+        }
+    }
+    out
 }
 
 /// Time from the first message to the last, time to the first message, bytes read.
@@ -128,11 +159,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let n = args.messages;
     println!(
-        "broker: {} | {n} messages | {} partitions",
+        "broker: {} | {n} {} | {} partitions",
         if mock.is_some() {
             "librdkafka mock cluster"
         } else {
             brokers.as_str()
+        },
+        if args.lifecycle {
+            "commands (1 placement + 4 events per order)"
+        } else {
+            "placements"
         },
         args.partitions
     );
@@ -142,9 +178,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut produced = 0;
     while produced < n {
-        let batch: Vec<Command> = (0..(n - produced).min(20_000))
-            .map(|_| Command::place(Purchase::example()))
-            .collect();
+        let batch = commands((n - produced).min(20_000), args.lifecycle);
         producer.submit(&batch).await?;
         produced += batch.len();
     }
