@@ -1,6 +1,8 @@
 //! Reruns the original systems' analyses on the embedded system and writes a markdown
 //! report with tables and a chart: (a) 1–1,000 orders across worker/partition layouts beside
-//! the original figures, (b) load levels, (c) burst versus steady, (d) gRPC versus HTTP.
+//! the original figures, (b) load levels, (c) burst versus steady, (d) gRPC versus HTTP,
+//! (e) sustained load with dwell times across layouts (how throughput scales with workers ×
+//! partitions).
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -28,6 +30,12 @@ struct Args {
     /// Orders for experiments (b), (c) and (d).
     #[arg(long, default_value_t = 1_000)]
     orders: usize,
+    /// Orders for experiment (e), placed in `PlaceOrders` calls of 100.
+    #[arg(long, default_value_t = 100_000)]
+    sustained_orders: usize,
+    /// Time in each state for experiment (e), in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    sustained_dwell_ms: u64,
 }
 
 fn base(orders: usize) -> EmbeddedConfig {
@@ -163,6 +171,39 @@ async fn main() -> Result<(), BoxError> {
         eprintln!(
             "(c/d) {name}: {:.0} orders/s at the intake",
             run.load.rate()
+        );
+    }
+    // (e) sustained load across layouts.
+    writeln!(
+        md,
+        "\n## (e) Sustained load by layout ({} orders in `PlaceOrders` calls of 100, 8 in flight, dwell {} ms per state)\n",
+        args.sustained_orders, args.sustained_dwell_ms
+    )?;
+    md.push_str("| layout | orders/s | transitions/s | placed → completed p50 | p99 |\n|---|---|---|---|---|\n");
+    let layouts = [(1, 1), (2, 2), (2, 4), (4, 4), (4, 8)];
+    for (workers, partitions) in layouts {
+        let mut config = base(args.sustained_orders);
+        config.workers = workers;
+        config.partitions = partitions;
+        config.concurrency = 8;
+        config.batch = 100;
+        config.dwell = Dwell::Fixed(Duration::from_millis(args.sustained_dwell_ms));
+        let run = measure(config).await?;
+        let e = &run.summary.metrics.end_to_end;
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        writeln!(
+            md,
+            "| {workers} worker{}, {partitions} partition{} | {:.0} | {:.0} | {} | {} |",
+            plural(workers),
+            plural(partitions as usize),
+            run.summary.orders_per_sec,
+            run.summary.metrics.transitions_per_sec,
+            report::fmt_us(e.p50_us),
+            report::fmt_us(e.p99_us)
+        )?;
+        eprintln!(
+            "(e) {workers} workers, {partitions} partitions: {:.0} orders/s",
+            run.summary.orders_per_sec
         );
     }
     let path = args.out.join("report.md");
