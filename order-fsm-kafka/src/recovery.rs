@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use order_fsm::{Lifecycle, MemoryStore, OrderId, OrderState, TransitionRecord};
+use order_fsm::{Command, Lifecycle, MemoryStore, OrderId, OrderState, TransitionRecord};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::producer::{HEADER_BATCH, HEADER_BATCH_LAST};
@@ -28,6 +28,9 @@ pub struct Recovered {
     /// Records left out because their batch was cut short (a crash mid-publish) or they
     /// could not be read; the commands behind them are redelivered.
     pub incomplete: u64,
+    /// Rejected commands found in the dead-letter topic whose ids were added to their
+    /// order's [`OrderState::rejected`].
+    pub rejected: u64,
 }
 
 /// One order being rebuilt: the state so far and records of batches not yet complete.
@@ -52,7 +55,11 @@ impl Rebuild {
 /// batch whose end never made it (left out here, as the store would never have seen it: the
 /// command is redelivered and the batch published again). Records are grouped by the batch
 /// headers of [`crate::KafkaTransitionSink`]; records without them count as batches of one.
-/// Rejected event ids are not in the topic, so [`OrderState::rejected`] starts empty.
+/// Then the dead-letter topic is read: the ids of commands the runner rejected go back into
+/// their order's [`OrderState::rejected`], so a rejected command redelivered after the
+/// restart is recognised as a duplicate instead of being dead-lettered again, or applied
+/// because the order has since moved on. (A rejected command for an order that does not
+/// exist has no state to remember it in: it is dead-lettered again.)
 ///
 /// # Errors
 /// [`KafkaError::Transient`] when the topic cannot be read within `timeout`, other variants
@@ -74,7 +81,100 @@ fn recover_blocking(
     timeout: Duration,
 ) -> Result<Recovered, KafkaError> {
     let deadline = Instant::now() + timeout;
-    let topic = config.transitions_topic();
+    let mut orders: HashMap<OrderId, Rebuild> = HashMap::new();
+    let (mut duplicates, mut incomplete) = (0u64, 0u64);
+    let records = read_to_end(config, config.transitions_topic(), deadline, |message| {
+        let Some(record) = message
+            .payload()
+            .and_then(|p| serde_json::from_slice::<TransitionRecord>(p).ok())
+        else {
+            incomplete += 1;
+            return;
+        };
+        let batch = header(message, HEADER_BATCH)
+            .unwrap_or_else(|| format!("{}:{}", message.partition(), message.offset()));
+        let last = header(message, HEADER_BATCH_LAST)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(record.version);
+        let order = orders.entry(record.order_id).or_default();
+        if record.version <= order.version() {
+            duplicates += 1;
+            return;
+        }
+        let (batch_last, group) = order.pending.entry(batch.clone()).or_default();
+        *batch_last = last;
+        group.push(record);
+        if group.last().is_some_and(|r| r.version == last) {
+            let (_, group) = order.pending.remove(&batch).unwrap_or_default();
+            if !apply_batch(lifecycle, order, group) {
+                incomplete += 1;
+            }
+        }
+    })?;
+    // Commands the runner rejected are in the dead-letter topic (undecodable messages are
+    // too, and are skipped): remembering their ids keeps a redelivered rejected command
+    // rejected, even if the order has since moved to a state that would allow it.
+    let mut rejected = 0u64;
+    read_to_end(config, config.dead_letter_topic(), deadline, |message| {
+        let Some(command) = message
+            .payload()
+            .and_then(|p| serde_json::from_slice::<Command>(p).ok())
+        else {
+            return;
+        };
+        let state = orders
+            .get_mut(&command.order_id())
+            .and_then(|order| order.state.as_mut());
+        if let Some(state) = state {
+            if !state.has_seen(command.event_id()) {
+                state.remember_rejection(command.event_id());
+                rejected += 1;
+            }
+        }
+    })?;
+    let store = MemoryStore::new();
+    for (_, order) in orders {
+        incomplete += order
+            .pending
+            .values()
+            .flat_map(|(_, g)| g)
+            .filter(|r| r.version > order.version())
+            .count() as u64;
+        if let Some(state) = order.state {
+            store
+                .compare_and_set_now(0, state)
+                .map_err(|e| KafkaError::Payload(e.to_string()))?;
+        }
+    }
+    Ok(Recovered {
+        store,
+        records,
+        duplicates,
+        incomplete,
+        rejected,
+    })
+}
+
+/// The value of header `name`, if present and UTF-8.
+fn header(message: &BorrowedMessage<'_>, name: &str) -> Option<String> {
+    message.headers().and_then(|h| {
+        h.iter()
+            .find(|h| h.key == name)
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .map(str::to_owned)
+    })
+}
+
+/// Reads every partition of `topic` from its low to its high watermark, calling `each` per
+/// message; returns how many were read.
+fn read_to_end(
+    config: &KafkaConfig,
+    topic: &str,
+    deadline: Instant,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<u64, KafkaError> {
+    let timeout = deadline.saturating_duration_since(Instant::now());
     let mut client = config.client_config(&[
         ("enable.auto.commit", "false"),
         ("enable.partition.eof", "false"),
@@ -101,8 +201,7 @@ fn recover_blocking(
         }
     }
     consumer.assign(&list)?;
-    let mut orders: HashMap<OrderId, Rebuild> = HashMap::new();
-    let (mut records, mut duplicates, mut incomplete) = (0u64, 0u64, 0u64);
+    let mut read = 0u64;
     // Some brokers (tansu) report watermarks that count batches, not records: once every
     // partition reached its watermark, keep reading until the topic stays quiet for a moment.
     let mut quiet_since: Option<Instant> = None;
@@ -131,63 +230,10 @@ fn recover_blocking(
         {
             remaining.remove(&message.partition());
         }
-        records += 1;
-        let Some(record) = message
-            .payload()
-            .and_then(|p| serde_json::from_slice::<TransitionRecord>(p).ok())
-        else {
-            incomplete += 1;
-            continue;
-        };
-        let header = |name: &str| {
-            message.headers().and_then(|h| {
-                h.iter()
-                    .find(|h| h.key == name)
-                    .and_then(|h| h.value)
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .map(str::to_owned)
-            })
-        };
-        let batch = header(HEADER_BATCH)
-            .unwrap_or_else(|| format!("{}:{}", message.partition(), message.offset()));
-        let last = header(HEADER_BATCH_LAST)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(record.version);
-        let order = orders.entry(record.order_id).or_default();
-        if record.version <= order.version() {
-            duplicates += 1;
-            continue;
-        }
-        let (batch_last, group) = order.pending.entry(batch.clone()).or_default();
-        *batch_last = last;
-        group.push(record);
-        if group.last().is_some_and(|r| r.version == last) {
-            let (_, group) = order.pending.remove(&batch).unwrap_or_default();
-            if !apply_batch(lifecycle, order, group) {
-                incomplete += 1;
-            }
-        }
+        read += 1;
+        each(&message);
     }
-    let store = MemoryStore::new();
-    for (_, order) in orders {
-        incomplete += order
-            .pending
-            .values()
-            .flat_map(|(_, g)| g)
-            .filter(|r| r.version > order.version())
-            .count() as u64;
-        if let Some(state) = order.state {
-            store
-                .compare_and_set_now(0, state)
-                .map_err(|e| KafkaError::Payload(e.to_string()))?;
-        }
-    }
-    Ok(Recovered {
-        store,
-        records,
-        duplicates,
-        incomplete,
-    })
+    Ok(read)
 }
 
 /// Applies a complete batch of one order if it continues the order's state without a gap.

@@ -55,10 +55,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     provision_topics(&kafka, args.kafka.partitions).await?;
     let recovered = recover_store(&kafka, Arc::clone(&lifecycle), Duration::from_secs(60)).await?;
     eprintln!(
-        "worker: recovered {} orders from {} records ({} repeats)",
+        "worker: recovered {} orders from {} records ({} repeats, {} rejected commands remembered)",
         recovered.store.len(),
         recovered.records,
-        recovered.duplicates
+        recovered.duplicates,
+        recovered.rejected
     );
 
     let mut runner = Runner::builder(Arc::clone(&lifecycle))

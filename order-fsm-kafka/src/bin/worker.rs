@@ -37,11 +37,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let recovered =
         recover_store(&config, Arc::clone(&lifecycle), Duration::from_secs(120)).await?;
     eprintln!(
-        "recovered orders={} records={} duplicates={} incomplete={}",
+        "recovered orders={} records={} duplicates={} incomplete={} rejected={}",
         recovered.store.len(),
         recovered.records,
         recovered.duplicates,
-        recovered.incomplete
+        recovered.incomplete,
+        recovered.rejected
     );
     let runner = Runner::builder(lifecycle)
         .store(Arc::new(recovered.store))

@@ -1,0 +1,126 @@
+//! A store recovered from the topics remembers rejected commands: redelivered after the
+//! restart, a rejected command stays rejected even once the order could accept it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, read_topic, Broker};
+use order_fsm::{
+    ecommerce, Command, CommandSink, EventId, Lifecycle, MemoryStore, OrderId, Purchase, Runner,
+};
+use order_fsm_kafka::{
+    recover_store, KafkaCommandSink, KafkaConfig, KafkaDeadLetterSink, KafkaSource,
+    KafkaTransitionSink,
+};
+
+/// Runs a runner (no automatic advance) over `store` until `done` holds for it.
+async fn run_until(
+    config: &KafkaConfig,
+    store: Arc<MemoryStore>,
+    what: &str,
+    done: impl Fn(&MemoryStore) -> bool,
+) {
+    let runner = Runner::builder(Lifecycle::ecommerce())
+        .store(store.clone())
+        .sink(Arc::new(KafkaTransitionSink::new(config).expect("sink")))
+        .dead_letters(Arc::new(KafkaDeadLetterSink::new(config).expect("dlq")))
+        .build()
+        .expect("runner");
+    let source = KafkaSource::new(config).expect("source");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        runner
+            .run(source, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    eventually(what, Duration::from_secs(60), || {
+        let ok = done(&store);
+        async move { ok }
+    })
+    .await;
+    let _ = stop.send(());
+    task.await.expect("runner task").expect("runner");
+}
+
+fn ship(order_id: OrderId, event_id: EventId) -> Command {
+    Command::Apply {
+        order_id,
+        event_id,
+        event: "ship".into(),
+        expected_version: None,
+        reason: None,
+    }
+}
+
+async fn rejected_commands_survive_recovery(broker: Broker) {
+    let config = broker.config("recovery", 2).await;
+    let commands = KafkaCommandSink::new(&config).expect("command sink");
+    let place = Command::place(Purchase::example());
+    let order = place.order_id();
+    let ship_id = EventId::random();
+
+    // First life: the order is placed, then `ship` arrives too early and is rejected.
+    commands
+        .submit(&[place, ship(order, ship_id)])
+        .await
+        .expect("submit");
+    let first = Arc::new(MemoryStore::new());
+    run_until(&config, first.clone(), "the early ship rejected", |s| {
+        s.get_now(order)
+            .is_some_and(|o| o.rejected.contains(&ship_id))
+    })
+    .await;
+    let dlq = config.dead_letter_topic().to_owned();
+    eventually("one dead letter", Duration::from_secs(30), || {
+        let (config, dlq) = (config.clone(), dlq.clone());
+        async move { read_topic(&config, &dlq).await.len() == 1 }
+    })
+    .await;
+
+    // A restart: the store is rebuilt from the transitions and dead-letter topics.
+    let lifecycle = Arc::new(Lifecycle::ecommerce());
+    let recovered = recover_store(&config, lifecycle, Duration::from_secs(60))
+        .await
+        .expect("recover");
+    assert_eq!(recovered.rejected, 1);
+    let state = recovered.store.get_now(order).expect("the order");
+    assert_eq!((state.status, state.version), (ecommerce::PROCESSING, 1));
+    assert_eq!(state.rejected, vec![ship_id]);
+
+    // Second life: the order moves to `preparing`, where `ship` is allowed; the rejected
+    // command is redelivered (same event id), then a fresh `ship` follows. The redelivered
+    // one must stay rejected (a duplicate, not dead-lettered again); the fresh one ships.
+    let fresh_ship = EventId::random();
+    commands
+        .submit(&[
+            Command::apply(order, "prepare"),
+            ship(order, ship_id),
+            ship(order, fresh_ship),
+        ])
+        .await
+        .expect("submit");
+    let store = Arc::new(recovered.store);
+    // One partition key, so the three are applied in order: version 3 means all were seen.
+    run_until(&config, store.clone(), "the fresh ship applied", |s| {
+        s.get_now(order).is_some_and(|o| o.version == 3)
+    })
+    .await;
+    let state = store.get_now(order).expect("the order");
+    assert_eq!(state.status, ecommerce::SHIPPED);
+    let shipped_by = state.history.last().expect("history").event_id;
+    assert_eq!(
+        shipped_by, fresh_ship,
+        "the redelivered ship stayed rejected"
+    );
+    assert_eq!(
+        read_topic(&config, &dlq).await.len(),
+        1,
+        "the redelivered ship was not dead-lettered again"
+    );
+}
+
+against_both!(rejected_commands_survive_recovery);
