@@ -1,14 +1,42 @@
 //! E-mail notifications: one mail per state change to the customer, in English or Spanish,
 //! over SMTP or into an outbox folder of `.eml` files.
 
+use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use order_fsm::{Error, Lifecycle, TransitionRecord, TransitionSink};
+use order_fsm::{Error, Lifecycle, OrderId, TransitionRecord, TransitionSink};
+
+/// How many sent mails a notifier remembers to skip in a retried batch.
+const REMEMBERED_MAILS: usize = 100_000;
+
+/// The `(order, version)` of the mails sent last, oldest forgotten first.
+#[derive(Default)]
+struct RecentlySent {
+    keys: HashSet<(OrderId, u64)>,
+    order: VecDeque<(OrderId, u64)>,
+}
+
+impl RecentlySent {
+    fn contains(&self, key: &(OrderId, u64)) -> bool {
+        self.keys.contains(key)
+    }
+
+    fn insert(&mut self, key: (OrderId, u64)) {
+        if self.keys.insert(key) {
+            self.order.push_back(key);
+            if self.order.len() > REMEMBERED_MAILS {
+                if let Some(oldest) = self.order.pop_front() {
+                    self.keys.remove(&oldest);
+                }
+            }
+        }
+    }
+}
 
 /// Language of the mails.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -26,14 +54,17 @@ enum Transport {
 
 /// A [`TransitionSink`] that mails the customer about every state change.
 ///
-/// Delivery is at least once: a batch that fails part-way is sent again in full, so a
-/// customer may get a repeat. Each mail's `Message-ID` is `<order-id.version@order-fsm>`, so
-/// a mail client can spot one.
+/// Delivery is at least once. When a batch is published again (another sink failed, or a
+/// mail of the batch did), the mails this notifier already sent for it are skipped: it
+/// remembers the last 100,000 it sent. After a restart a redelivered batch is mailed again;
+/// each mail's `Message-ID` is `<order-id.version@order-fsm>`, so a mail client can spot a
+/// repeat.
 pub struct EmailNotifier {
     transport: Transport,
     from: Mailbox,
     language: Language,
     lifecycle: Arc<Lifecycle>,
+    sent: Mutex<RecentlySent>,
 }
 
 impl EmailNotifier {
@@ -103,6 +134,7 @@ impl EmailNotifier {
             from,
             language,
             lifecycle,
+            sent: Mutex::default(),
         })
     }
 
@@ -179,16 +211,31 @@ impl EmailNotifier {
 impl TransitionSink for EmailNotifier {
     async fn publish(&self, records: &[TransitionRecord]) -> Result<(), Error> {
         const CONCURRENT_MAILS: usize = 16;
-        for chunk in records.chunks(CONCURRENT_MAILS) {
+        let unsent: Vec<&TransitionRecord> = {
+            let sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
+            records
+                .iter()
+                .filter(|r| !sent.contains(&(r.order_id, r.version)))
+                .collect()
+        };
+        for chunk in unsent.chunks(CONCURRENT_MAILS) {
             let sends = chunk.iter().map(|record| async move {
-                match self.compose(record) {
-                    Ok(message) => self.send(message).await,
+                let sent: Result<(), Error> = match self.compose(record) {
+                    Ok(message) => {
+                        self.send(message).await?;
+                        self.sent
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert((record.order_id, record.version));
+                        Ok(())
+                    }
                     // A customer address we cannot mail is no reason to hold the order up.
                     Err(e) => {
                         tracing::warn!(order_id = %record.order_id, error = %e, "notification skipped");
                         Ok(())
                     }
-                }
+                };
+                sent
             });
             for result in futures_util::future::join_all(sends).await {
                 result?;
@@ -201,6 +248,20 @@ impl TransitionSink for EmailNotifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_memory_of_sent_mails_forgets_the_oldest_first() {
+        let mut sent = RecentlySent::default();
+        let key = |n: u64| (OrderId::from_u128(1), n);
+        for n in 0..=REMEMBERED_MAILS as u64 {
+            sent.insert(key(n));
+        }
+        sent.insert(key(5)); // a repeat changes nothing
+        assert!(!sent.contains(&key(0)), "the oldest is forgotten");
+        assert!(sent.contains(&key(1)) && sent.contains(&key(REMEMBERED_MAILS as u64)));
+        assert_eq!(sent.keys.len(), REMEMBERED_MAILS);
+        assert_eq!(sent.order.len(), REMEMBERED_MAILS);
+    }
 
     #[tokio::test]
     async fn writes_one_eml_per_record_in_the_chosen_language() {
@@ -235,6 +296,13 @@ mod tests {
             .map(|e| e.unwrap().path())
             .collect();
         assert_eq!(files.len(), records.len(), "one .eml per state change");
+        // The same batch again (as after another sink failed): nothing is mailed twice.
+        notifier.publish(&records).await.unwrap();
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            records.len(),
+            "a republished batch sends no repeats"
+        );
         assert!(files
             .iter()
             .all(|f| f.extension().is_some_and(|e| e == "eml")));
