@@ -42,7 +42,7 @@ pub struct EmbeddedConfig {
     pub pace: Pace,
     /// Requests in flight at once.
     pub concurrency: usize,
-    /// Orders per intake request (more than 1: gRPC `PlaceOrders`).
+    /// Orders per intake request (more than 1: `PlaceOrders` or `POST /orders/batch`).
     pub batch: usize,
     /// Where `.eml` files go; `None` sends no mail.
     pub outbox: Option<PathBuf>,

@@ -60,8 +60,8 @@ impl Target {
         })
     }
 
-    /// Places `purchases` in one request: `PlaceOrder` for one, `PlaceOrders` for more
-    /// (gRPC only; the HTTP gateway takes one order per request).
+    /// Places `purchases` in one request: gRPC `PlaceOrder` or `POST /orders` for one,
+    /// gRPC `PlaceOrders` or `POST /orders/batch` for more.
     async fn place(&self, purchases: &[Purchase]) -> Result<(), BoxError> {
         match (self, purchases) {
             (Target::Grpc(client), [purchase]) => client
@@ -75,26 +75,27 @@ impl Target {
                 .map(drop)
                 .map_err(Into::into),
             (Target::Http(client, base), [purchase]) => {
-                let response = client
-                    .post(format!("{base}/orders"))
-                    .json(purchase)
-                    .send()
-                    .await?;
-                if response.status().is_success() {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "{}: {}",
-                        response.status(),
-                        response.text().await.unwrap_or_default()
-                    )
-                    .into())
-                }
+                accepted(client.post(format!("{base}/orders")).json(purchase)).await
             }
-            (Target::Http(..), _) => {
-                Err("the HTTP gateway takes one order per request (use --batch 1)".into())
+            (Target::Http(client, base), _) => {
+                accepted(client.post(format!("{base}/orders/batch")).json(purchases)).await
             }
         }
+    }
+}
+
+/// Sends `request`; an answer other than 2xx is an error with its status and body.
+async fn accepted(request: reqwest::RequestBuilder) -> Result<(), BoxError> {
+    let response = request.send().await?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}: {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        )
+        .into())
     }
 }
 
@@ -125,8 +126,8 @@ pub struct Sending {
     pub pace: Pace,
     /// Requests in flight at once.
     pub concurrency: usize,
-    /// Orders per request: 1 sends `PlaceOrder` (or `POST /orders`), more send gRPC
-    /// `PlaceOrders` calls of this many orders (at most 1,000).
+    /// Orders per request: 1 sends `PlaceOrder` (or `POST /orders`), more send
+    /// `PlaceOrders` calls (or `POST /orders/batch`) of this many orders (at most 1,000).
     pub batch: usize,
 }
 

@@ -77,8 +77,15 @@ fn bulk_intake_at_a_steady_rate_finishes_every_order() {
         "no mail with --no-mail"
     );
 
-    // The HTTP gateway takes one order per request: refused up front, nothing placed.
+    // The same through the HTTP gateway's POST /orders/batch.
     let output = run(&["--batch", "100", "--intake", "http"]);
-    assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--batch needs the gRPC intake"));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["completed"], 2_000);
+    assert_eq!(summary["lost"], 0);
 }

@@ -1,6 +1,6 @@
 //! The intake process: the gRPC order service and an HTTP gateway (`POST /orders`,
-//! `GET /orders/{id}`), placing orders on Kafka and answering reads from a read model that
-//! follows the transitions topic.
+//! `POST /orders/batch`, `GET /orders/{id}`), placing orders on Kafka and answering reads
+//! from a read model that follows the transitions topic.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

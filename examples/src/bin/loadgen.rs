@@ -39,8 +39,8 @@ struct Args {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// Orders per request: 1 sends `PlaceOrder` (or `POST /orders`); 2 to 1,000 send gRPC
-    /// `PlaceOrders` calls (bulk intake).
+    /// Orders per request: 1 sends `PlaceOrder` (or `POST /orders`); 2 to 1,000 send
+    /// `PlaceOrders` calls (or `POST /orders/batch`).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
     batch: u64,
 }
@@ -48,11 +48,6 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
-    if args.batch > 1 && args.intake == Intake::Http {
-        return Err(
-            "--batch needs the gRPC intake: the HTTP gateway takes one order per request".into(),
-        );
-    }
     let purchases: Vec<Purchase> = match &args.csv {
         Some(path) => dataset::read_csv(std::fs::File::open(path)?)?,
         None => dataset::generate(args.orders, args.seed),

@@ -36,8 +36,8 @@ struct Args {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// Orders per request: 1 sends `PlaceOrder` (or `POST /orders`); 2 to 1,000 send gRPC
-    /// `PlaceOrders` calls (bulk intake).
+    /// Orders per request: 1 sends `PlaceOrder` (or `POST /orders`); 2 to 1,000 send
+    /// `PlaceOrders` calls (or `POST /orders/batch`).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
     batch: u64,
     /// Orders per second of a steady stream; `0` places everything as a burst.
@@ -70,11 +70,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .init();
     let args = Args::parse();
-    if args.batch > 1 && args.intake == Intake::Http {
-        return Err(
-            "--batch needs the gRPC intake: the HTTP gateway takes one order per request".into(),
-        );
-    }
     let outbox = args.out.join("outbox");
     if outbox.exists() {
         std::fs::remove_dir_all(&outbox)?;
