@@ -15,8 +15,8 @@ use order_fsm::{
 };
 use serde_json::json;
 
-/// Most purchases one `POST /orders/batch` may carry.
-pub const MAX_BATCH: usize = 1_000;
+/// Most purchases one `POST /orders/batch` may carry (as many as a gRPC `PlaceOrders`).
+pub const MAX_BATCH: usize = order_fsm_grpc::MAX_PLACEMENTS_PER_CALL;
 
 struct Gateway {
     lifecycle: Arc<Lifecycle>,

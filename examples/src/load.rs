@@ -168,7 +168,9 @@ pub async fn place_all(
         Pace::Steady(rate) if rate > 0.0 => Some(Duration::from_secs_f64(1.0 / rate)),
         _ => None,
     };
-    let batch = sending.batch.clamp(1, 1_000);
+    let batch = sending
+        .batch
+        .clamp(1, order_fsm_grpc::MAX_PLACEMENTS_PER_CALL);
     let bar = Arc::new(bar);
     let results: Vec<(usize, Result<u64, String>)> =
         stream::iter(purchases.chunks(batch).enumerate())

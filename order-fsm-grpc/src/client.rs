@@ -315,10 +315,10 @@ impl OrderClient {
         placed_from_proto(reply)
     }
 
-    /// Places up to 1,000 orders in one call: all are accepted or, when one is invalid,
-    /// none (the error names it, e.g. `orders[3]: invalid field ...`). The client gives
-    /// each order a fresh idempotency key, so a retried call places each order once.
-    /// Answers come in the order of `purchases`.
+    /// Places up to [`crate::MAX_PLACEMENTS_PER_CALL`] (1,000) orders in one call: all are
+    /// accepted or, when one is invalid, none (the error names it, e.g. `orders[3]: invalid
+    /// field ...`). The client gives each order a fresh idempotency key, so a retried call
+    /// places each order once. Answers come in the order of `purchases`.
     ///
     /// # Errors
     /// As [`OrderClient::place_order`], plus `INVALID_ARGUMENT` naming `orders` when

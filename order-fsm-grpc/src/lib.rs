@@ -61,6 +61,7 @@ pub use client::{
 pub use config::{ServerConfig, TlsIdentity};
 pub use error::Error;
 pub use server::OrderServiceBuilder;
+pub use service::MAX_PLACEMENTS_PER_CALL;
 pub use watch::WatchHub;
 
 /// The generated protobuf messages, server and client of package `order_fsm.v1` (the wire

@@ -66,8 +66,8 @@ fn derived(parts: &[&str]) -> Uuid {
     Uuid::new_v5(&KEY_NAMESPACE, parts.join("\u{1f}").as_bytes())
 }
 
-/// Most placements one `PlaceOrders` call may carry.
-pub(crate) const MAX_PLACEMENTS_PER_CALL: usize = 1_000;
+/// Most placements one `PlaceOrders` call may carry; a longer call is `INVALID_ARGUMENT`.
+pub const MAX_PLACEMENTS_PER_CALL: usize = 1_000;
 
 /// A checked placement: a command to submit, or the order its idempotency key already named.
 enum Placement {
