@@ -1,5 +1,5 @@
 //! PlaceOrder throughput and latency over loopback, beside a bare tonic service measured
-//! the same way in the same run.
+//! the same way in the same run; then the same orders through `PlaceOrders` calls of 100.
 //!
 //! The bare service implements the same generated `OrderService` and answers `PlaceOrder`
 //! with a constant reply (no decoding of the purchase into core types, no validation, no
@@ -196,6 +196,54 @@ async fn measure(url: &str, args: &Args, tag: &str, round: usize) -> Figures {
     }
 }
 
+/// The same load as `PlaceOrders` calls of `batch` orders; returns orders per second and the
+/// CPU per order.
+async fn measure_bulk(url: &str, args: &Args, batch: usize) -> (f64, Option<f64>) {
+    let channel: Channel = Endpoint::from_shared(url.to_owned())
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .unwrap();
+    let calls = args.calls.div_ceil(batch);
+    let tasks_n = args.concurrency.min(calls).max(1);
+    let per_task = calls.div_ceil(tasks_n);
+    let cpu_before = process_cpu_micros();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..tasks_n)
+        .map(|t| {
+            let mut client = OrderServiceClient::new(channel.clone());
+            tokio::spawn(async move {
+                let purchase = purchase();
+                let mut placed = 0;
+                for i in 0..per_task {
+                    let orders = (0..batch)
+                        .map(|j| proto::PlaceOrderRequest {
+                            purchase: Some(purchase.clone()),
+                            idempotency_key: Some(format!("bulk-{t}-{i}-{j}")),
+                        })
+                        .collect();
+                    let reply = client
+                        .place_orders(proto::PlaceOrdersRequest { orders })
+                        .await
+                        .expect("place_orders");
+                    placed += reply.into_inner().orders.len();
+                }
+                placed
+            })
+        })
+        .collect();
+    let mut placed = 0;
+    for task in tasks {
+        placed += task.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let cpu = process_cpu_micros()
+        .zip(cpu_before)
+        .map(|(after, before)| (after - before) as f64 / placed as f64);
+    (placed as f64 / elapsed.as_secs_f64(), cpu)
+}
+
 #[tokio::main]
 async fn main() {
     let args = args();
@@ -289,5 +337,12 @@ async fn main() {
     println!(
         "median paired ratio order-fsm / bare throughput: {ratio:.2}x (target >= 0.80x); commands queued: {}",
         queue.pending()
+    );
+
+    // Bulk intake: the same orders in PlaceOrders calls of 100.
+    let (rate, cpu) = measure_bulk(&order_url, &args, 100).await;
+    println!(
+        "order-fsm PlaceOrders, 100 per call: {rate:.0} orders/s, cpu {:.1} µs/order",
+        cpu.unwrap_or(f64::NAN)
     );
 }
