@@ -111,19 +111,7 @@ impl OrderService for Bare {
 }
 
 fn purchase() -> proto::Purchase {
-    let p = Purchase::example();
-    proto::Purchase {
-        product: p.product,
-        price: p.price.to_string(),
-        payment_gateway: p.payment_gateway,
-        card_brand: p.card_brand,
-        bank: p.bank,
-        region: p.region,
-        shipping_address: p.shipping_address,
-        customer_email: p.customer_email,
-        quantity: p.quantity,
-        category: p.category,
-    }
+    proto::Purchase::from(&Purchase::example())
 }
 
 struct Figures {

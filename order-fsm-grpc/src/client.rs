@@ -9,7 +9,7 @@ use order_fsm::{Error as CoreError, EventId, OrderId, Purchase, RetryPolicy, Tim
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
-use crate::convert::{purchase_from_proto, purchase_to_proto};
+use crate::convert::purchase_from_proto;
 use crate::proto;
 use crate::proto::order_service_client::OrderServiceClient;
 use crate::Error;
@@ -303,7 +303,7 @@ impl OrderClient {
         idempotency_key: Option<&str>,
     ) -> Result<PlacedOrder, Error> {
         let message = proto::PlaceOrderRequest {
-            purchase: Some(purchase_to_proto(purchase)),
+            purchase: Some(proto::Purchase::from(purchase)),
             idempotency_key: Some(idempotency_key.map_or_else(fresh_key, str::to_owned)),
         };
         let reply = self
@@ -328,7 +328,7 @@ impl OrderClient {
             orders: purchases
                 .iter()
                 .map(|purchase| proto::PlaceOrderRequest {
-                    purchase: Some(purchase_to_proto(purchase)),
+                    purchase: Some(proto::Purchase::from(purchase)),
                     idempotency_key: Some(fresh_key()),
                 })
                 .collect(),

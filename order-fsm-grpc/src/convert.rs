@@ -20,18 +20,21 @@ pub(crate) fn purchase_from_proto(p: proto::Purchase) -> Result<Purchase, CoreEr
     })
 }
 
-pub(crate) fn purchase_to_proto(p: &Purchase) -> proto::Purchase {
-    proto::Purchase {
-        product: p.product.clone(),
-        price: p.price.to_string(),
-        payment_gateway: p.payment_gateway.clone(),
-        card_brand: p.card_brand.clone(),
-        bank: p.bank.clone(),
-        region: p.region.clone(),
-        shipping_address: p.shipping_address.clone(),
-        customer_email: p.customer_email.clone(),
-        quantity: p.quantity,
-        category: p.category.clone(),
+/// The wire form of a purchase (price as a decimal string), as the client sends it.
+impl From<&Purchase> for proto::Purchase {
+    fn from(p: &Purchase) -> Self {
+        Self {
+            product: p.product.clone(),
+            price: p.price.to_string(),
+            payment_gateway: p.payment_gateway.clone(),
+            card_brand: p.card_brand.clone(),
+            bank: p.bank.clone(),
+            region: p.region.clone(),
+            shipping_address: p.shipping_address.clone(),
+            customer_email: p.customer_email.clone(),
+            quantity: p.quantity,
+            category: p.category.clone(),
+        }
     }
 }
 
@@ -52,7 +55,7 @@ pub(crate) fn record_to_proto(r: &TransitionRecord) -> proto::Transition {
 pub(crate) fn order_to_proto(lifecycle: &Lifecycle, order: &OrderState) -> proto::Order {
     proto::Order {
         order_id: order.id.to_string(),
-        purchase: Some(purchase_to_proto(&order.purchase)),
+        purchase: Some(proto::Purchase::from(&*order.purchase)),
         status: lifecycle.state_name(order.status).to_owned(),
         version: order.version,
         terminal: lifecycle.is_terminal(order.status),
@@ -73,8 +76,8 @@ mod tests {
     #[test]
     fn purchases_round_trip_and_bad_prices_name_the_field() {
         let p = Purchase::example();
-        assert_eq!(purchase_from_proto(purchase_to_proto(&p)).unwrap(), p);
-        let mut wire = purchase_to_proto(&p);
+        assert_eq!(purchase_from_proto(proto::Purchase::from(&p)).unwrap(), p);
+        let mut wire = proto::Purchase::from(&p);
         wire.price = "12.345".into();
         match purchase_from_proto(wire) {
             Err(CoreError::InvalidField { field, .. }) => assert_eq!(field, "price"),

@@ -400,19 +400,7 @@ async fn deadlines_and_message_limits_are_enforced() {
 }
 
 fn order_fsm_grpc_purchase() -> proto::Purchase {
-    let p = Purchase::example();
-    proto::Purchase {
-        product: p.product,
-        price: p.price.to_string(),
-        payment_gateway: p.payment_gateway,
-        card_brand: p.card_brand,
-        bank: p.bank,
-        region: p.region,
-        shipping_address: p.shipping_address,
-        customer_email: p.customer_email,
-        quantity: p.quantity,
-        category: p.category,
-    }
+    proto::Purchase::from(&Purchase::example())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
