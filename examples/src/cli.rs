@@ -3,7 +3,14 @@
 use std::time::Duration;
 
 use order_fsm::{Dwell, LoadLevel};
-use order_fsm_kafka::KafkaConfig;
+use order_fsm_kafka::{provision_topics, KafkaConfig, KafkaError};
+
+/// Logs to stderr, filtered by `RUST_LOG` (nothing but errors and warnings by default).
+pub fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+}
 
 /// Where Kafka is and which topics to use.
 #[derive(clap::Args, Debug, Clone)]
@@ -43,6 +50,17 @@ impl KafkaArgs {
             .with_property("session.timeout.ms", "6000")
             // Hand fetched messages over within 10 ms instead of librdkafka's 500 ms.
             .with_property("fetch.wait.max.ms", "10")
+    }
+
+    /// The adapter configuration, after creating its topics with `--partitions` partitions
+    /// where they do not exist yet.
+    ///
+    /// # Errors
+    /// When the brokers cannot be reached or refuse to create the topics.
+    pub async fn provisioned_config(&self) -> Result<KafkaConfig, KafkaError> {
+        let config = self.config();
+        provision_topics(&config, self.partitions).await?;
+        Ok(config)
     }
 }
 

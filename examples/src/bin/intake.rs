@@ -7,10 +7,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 use order_fsm::{Lifecycle, MemoryStore};
-use order_fsm_examples::cli::KafkaArgs;
+use order_fsm_examples::cli::{self, KafkaArgs};
 use order_fsm_examples::{http, projection};
 use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
-use order_fsm_kafka::{provision_topics, KafkaCommandSink};
+use order_fsm_kafka::KafkaCommandSink;
 use tokio::sync::watch;
 
 #[derive(Parser, Debug)]
@@ -28,13 +28,10 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    cli::init_tracing();
     let args = Args::parse();
     let lifecycle = Arc::new(Lifecycle::ecommerce());
-    let kafka = args.kafka.config();
-    provision_topics(&kafka, args.kafka.partitions).await?;
+    let kafka = args.kafka.provisioned_config().await?;
     let commands = Arc::new(KafkaCommandSink::new(&kafka)?);
     let store = Arc::new(MemoryStore::new());
     let hub = WatchHub::default();

@@ -13,7 +13,7 @@ use order_fsm::{Dwell, Purchase};
 use order_fsm_examples::embedded::{self, EmbeddedConfig};
 use order_fsm_examples::load::{Intake, Pace};
 use order_fsm_examples::notify::Language;
-use order_fsm_examples::{dataset, report};
+use order_fsm_examples::{cli, dataset, report};
 
 #[derive(Parser, Debug)]
 #[command(about = "Run the order system on embedded defaults and print what happened")]
@@ -66,9 +66,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    cli::init_tracing();
     let args = Args::parse();
     let outbox = args.out.join("outbox");
     if outbox.exists() {

@@ -7,11 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 use order_fsm::{Lifecycle, Runner, TransitionSink};
 use order_fsm_elastic::ElasticBuilder;
-use order_fsm_examples::cli::{DwellArgs, KafkaArgs};
+use order_fsm_examples::cli::{self, DwellArgs, KafkaArgs};
 use order_fsm_examples::notify::{EmailNotifier, Language};
-use order_fsm_kafka::{
-    provision_topics, recover_store, KafkaDeadLetterSink, KafkaSource, KafkaTransitionSink,
-};
+use order_fsm_kafka::{recover_store, KafkaDeadLetterSink, KafkaSource, KafkaTransitionSink};
 
 #[derive(Parser, Debug)]
 #[command(about = "Run order state machines from Kafka, publishing every transition")]
@@ -46,13 +44,10 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    cli::init_tracing();
     let args = Args::parse();
     let lifecycle = Arc::new(Lifecycle::ecommerce());
-    let kafka = args.kafka.config();
-    provision_topics(&kafka, args.kafka.partitions).await?;
+    let kafka = args.kafka.provisioned_config().await?;
     let recovered = recover_store(&kafka, Arc::clone(&lifecycle), Duration::from_secs(60)).await?;
     eprintln!(
         "worker: recovered {} orders from {} records ({} repeats, {} rejected commands remembered)",
