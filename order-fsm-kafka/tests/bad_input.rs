@@ -7,13 +7,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, header, read_topic, Broker};
+use common::{eventually, header, read_topic, Broker, Running};
 use order_fsm::{
     ecommerce, Command, CommandSink, Dwell, Lifecycle, MemoryStore, OrderId, Purchase, Runner,
 };
 use order_fsm_kafka::{
-    KafkaCommandSink, KafkaDeadLetterSink, KafkaSource, HEADER_OFFSET, HEADER_PARTITION,
-    HEADER_REASON, HEADER_TOPIC,
+    KafkaCommandSink, KafkaDeadLetterSink, HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON,
+    HEADER_TOPIC,
 };
 use rand::RngCore;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -30,15 +30,7 @@ async fn dead_letters(broker: Broker) {
         .auto_advance(Dwell::None)
         .build()
         .expect("runner");
-    let source = KafkaSource::new(&config).expect("source");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        runner
-            .run(source, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = Running::start(Arc::new(runner), &config);
 
     // Four bad messages, then five good orders.
     let producer: FutureProducer = ClientConfig::new()
@@ -97,8 +89,7 @@ async fn dead_letters(broker: Broker) {
         async move { read_topic(&config, &dlq).await.len() >= 4 }
     })
     .await;
-    let _ = stop.send(());
-    task.await.expect("runner task").expect("runner");
+    running.stop().await;
 
     let letters = read_topic(&config, &dlq).await;
     assert_eq!(letters.len(), 4, "exactly the four bad messages");

@@ -7,9 +7,9 @@ use std::path::PathBuf;
 use std::process::Command as Process;
 use std::sync::Arc;
 
-use common::Broker;
+use common::{Broker, Running};
 use order_fsm::{Dwell, Lifecycle, Runner};
-use order_fsm_kafka::{KafkaSource, KafkaTransitionSink};
+use order_fsm_kafka::KafkaTransitionSink;
 
 /// Whether `confluent_kafka` imports; in CI its absence fails the test.
 fn python_client_available() -> bool {
@@ -36,15 +36,7 @@ async fn python_client(broker: Broker) {
         .auto_advance(Dwell::None)
         .build()
         .expect("runner");
-    let source = KafkaSource::new(&config).expect("source");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        runner
-            .run(source, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = Running::start(Arc::new(runner), &config);
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka_interop.py");
     let output = tokio::task::spawn_blocking({
@@ -62,8 +54,7 @@ async fn python_client(broker: Broker) {
     })
     .await
     .expect("python task");
-    let _ = stop.send(());
-    let report = task.await.expect("runner task").expect("runner");
+    let report = running.stop().await;
 
     let stdout = String::from_utf8_lossy(&output.stdout);
     eprintln!(

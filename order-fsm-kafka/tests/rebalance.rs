@@ -6,12 +6,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, Broker};
+use common::{eventually, Broker, Running};
 use order_fsm::{
     ecommerce, Command, CommandSink, Dwell, Lifecycle, MemoryStore, OrderId, Purchase, Runner,
 };
-use order_fsm_kafka::{KafkaCommandSink, KafkaSource};
-use tokio::sync::oneshot;
+use order_fsm_kafka::KafkaCommandSink;
 
 const ORDERS: usize = 3_000;
 
@@ -29,28 +28,8 @@ async fn one_member_leaves(broker: Broker) {
         Arc::new(runner(store.clone())),
         Arc::new(runner(store.clone())),
     );
-    let (stop_a, stopped_a) = oneshot::channel::<()>();
-    let (stop_b, stopped_b) = oneshot::channel::<()>();
-    let source_a = KafkaSource::new(&config).expect("source a");
-    let source_b = KafkaSource::new(&config).expect("source b");
-    let task_a = tokio::spawn({
-        let a = Arc::clone(&a);
-        async move {
-            a.run(source_a, async {
-                let _ = stopped_a.await;
-            })
-            .await
-        }
-    });
-    let task_b = tokio::spawn({
-        let b = Arc::clone(&b);
-        async move {
-            b.run(source_b, async {
-                let _ = stopped_b.await;
-            })
-            .await
-        }
-    });
+    let running_a = Running::start(Arc::clone(&a), &config);
+    let running_b = Running::start(Arc::clone(&b), &config);
 
     let commands: Vec<Command> = (0..ORDERS)
         .map(|_| Command::place(Purchase::example()))
@@ -70,8 +49,7 @@ async fn one_member_leaves(broker: Broker) {
         async move { a > 0 && b > 0 }
     })
     .await;
-    let _ = stop_b.send(());
-    let report_b = task_b.await.expect("task b").expect("runner b");
+    let report_b = running_b.stop().await;
     eprintln!(
         "member b left after {} acknowledged commands",
         report_b.acked
@@ -91,8 +69,7 @@ async fn one_member_leaves(broker: Broker) {
         async move { done }
     })
     .await;
-    let _ = stop_a.send(());
-    let report_a = task_a.await.expect("task a").expect("runner a");
+    let report_a = running_a.stop().await;
     assert!(report_a.acked > 0);
     for id in &ids {
         let order = store.get_now(*id).expect("nothing lost");

@@ -6,13 +6,12 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, read_topic, Broker};
+use common::{eventually, read_topic, Broker, Running};
 use order_fsm::{
     ecommerce, Command, CommandSink, EventId, Lifecycle, MemoryStore, OrderId, Purchase, Runner,
 };
 use order_fsm_kafka::{
-    recover_store, KafkaCommandSink, KafkaConfig, KafkaDeadLetterSink, KafkaSource,
-    KafkaTransitionSink,
+    recover_store, KafkaCommandSink, KafkaConfig, KafkaDeadLetterSink, KafkaTransitionSink,
 };
 
 /// Runs a runner (no automatic advance) over `store` until `done` holds for it.
@@ -28,22 +27,13 @@ async fn run_until(
         .dead_letters(Arc::new(KafkaDeadLetterSink::new(config).expect("dlq")))
         .build()
         .expect("runner");
-    let source = KafkaSource::new(config).expect("source");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        runner
-            .run(source, async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let running = Running::start(Arc::new(runner), config);
     eventually(what, Duration::from_secs(60), || {
         let ok = done(&store);
         async move { ok }
     })
     .await;
-    let _ = stop.send(());
-    task.await.expect("runner task").expect("runner");
+    running.stop().await;
 }
 
 fn ship(order_id: OrderId, event_id: EventId) -> Command {

@@ -204,3 +204,31 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A runner reading a Kafka source in a task, until [`Running::stop`].
+pub struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<order_fsm::RunReport, order_fsm::Error>>,
+}
+
+impl Running {
+    /// Starts `runner` on a new source of `config`'s commands topic.
+    pub fn start(runner: std::sync::Arc<order_fsm::Runner>, config: &KafkaConfig) -> Self {
+        let source = order_fsm_kafka::KafkaSource::new(config).expect("source");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            runner
+                .run(source, async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        Self { stop, task }
+    }
+
+    /// Shuts the runner down and returns its report.
+    pub async fn stop(self) -> order_fsm::RunReport {
+        let _ = self.stop.send(());
+        self.task.await.expect("runner task").expect("runner")
+    }
+}
