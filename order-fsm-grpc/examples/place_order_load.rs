@@ -133,17 +133,28 @@ fn process_cpu_micros() -> Option<u64> {
     Some((utime + stime) * 10_000)
 }
 
+/// CPU microseconds per item since `before` (a [`process_cpu_micros`] reading), if known.
+fn cpu_per_item(before: Option<u64>, items: u64) -> Option<f64> {
+    process_cpu_micros()
+        .zip(before)
+        .map(|(after, before)| (after - before) as f64 / items as f64)
+}
+
+/// A loopback channel to `url` with Nagle off.
+async fn connect(url: &str) -> Channel {
+    Endpoint::from_shared(url.to_owned())
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .unwrap()
+}
+
 /// `calls` PlaceOrder calls from `concurrency` tasks over `connections` connections.
 async fn measure(url: &str, args: &Args, tag: &str, round: usize) -> Figures {
     let mut channels = Vec::new();
     for _ in 0..args.connections {
-        let channel: Channel = Endpoint::from_shared(url.to_owned())
-            .unwrap()
-            .tcp_nodelay(true)
-            .connect()
-            .await
-            .unwrap();
-        channels.push(channel);
+        channels.push(connect(url).await);
     }
     let per_task = args.calls.div_ceil(args.concurrency);
     let cpu_before = process_cpu_micros();
@@ -173,9 +184,7 @@ async fn measure(url: &str, args: &Args, tag: &str, round: usize) -> Figures {
         all.add(task.await.unwrap()).unwrap();
     }
     let elapsed = started.elapsed();
-    let cpu = process_cpu_micros()
-        .zip(cpu_before)
-        .map(|(after, before)| (after - before) as f64 / all.len() as f64);
+    let cpu = cpu_per_item(cpu_before, all.len());
     Figures {
         cpu_us_per_call: cpu,
         per_second: all.len() as f64 / elapsed.as_secs_f64(),
@@ -187,12 +196,7 @@ async fn measure(url: &str, args: &Args, tag: &str, round: usize) -> Figures {
 /// The same load as `PlaceOrders` calls of `batch` orders; returns orders per second and the
 /// CPU per order.
 async fn measure_bulk(url: &str, args: &Args, batch: usize) -> (f64, Option<f64>) {
-    let channel: Channel = Endpoint::from_shared(url.to_owned())
-        .unwrap()
-        .tcp_nodelay(true)
-        .connect()
-        .await
-        .unwrap();
+    let channel = connect(url).await;
     let calls = args.calls.div_ceil(batch);
     let tasks_n = args.concurrency.min(calls).max(1);
     let per_task = calls.div_ceil(tasks_n);
@@ -226,9 +230,7 @@ async fn measure_bulk(url: &str, args: &Args, batch: usize) -> (f64, Option<f64>
         placed += task.await.unwrap();
     }
     let elapsed = started.elapsed();
-    let cpu = process_cpu_micros()
-        .zip(cpu_before)
-        .map(|(after, before)| (after - before) as f64 / placed as f64);
+    let cpu = cpu_per_item(cpu_before, placed as u64);
     (placed as f64 / elapsed.as_secs_f64(), cpu)
 }
 
