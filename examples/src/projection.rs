@@ -22,6 +22,9 @@ pub async fn follow(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), rdkafka::error::KafkaError> {
     let mut client = ClientConfig::new();
+    // As the adapter's own consumers: without it librdkafka pauses fetching for 1 s each
+    // time this (decoding, so slower) reader drains its prefetch queue.
+    client.set("fetch.queue.backoff.ms", "20");
     for (key, value) in kafka.properties() {
         client.set(key, value);
     }

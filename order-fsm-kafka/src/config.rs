@@ -184,17 +184,27 @@ impl KafkaConfig {
         ])
     }
 
+    /// Settings of every consumer this crate creates (the group consumer of the source and
+    /// the recovery readers): no automatic commits, no end-of-partition events, and
+    /// `fetch.queue.backoff.ms` = 20: librdkafka waits 1 s before fetching again once its
+    /// prefetch queue was full, so a consumer slower than the fetcher (every consumer that
+    /// decodes) stalls for a second each time the queue drains. Measured on the source:
+    /// 1.5× the throughput with 20 ms.
+    pub(crate) fn reader_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
+        let mut all = vec![
+            ("enable.auto.commit", "false"),
+            ("enable.partition.eof", "false"),
+            ("fetch.queue.backoff.ms", "20"),
+        ];
+        all.extend_from_slice(defaults);
+        self.client_config(&all)
+    }
+
     /// Settings of group consumers: manual commits of finished offsets only.
     pub(crate) fn consumer_config(&self) -> ClientConfig {
-        let mut config = self.client_config(&[
-            ("enable.auto.commit", "false"),
+        let mut config = self.reader_config(&[
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
-            ("enable.partition.eof", "false"),
-            // librdkafka waits 1 s before fetching again once its prefetch queue was full:
-            // a consumer slower than the fetcher (every consumer that decodes) stalls for a
-            // second each time the queue drains. Measured: 1.5× the throughput with 20 ms.
-            ("fetch.queue.backoff.ms", "20"),
         ]);
         config.set("group.id", &self.group);
         if let Some(group) = self.properties.get("group.id") {

@@ -175,10 +175,7 @@ fn read_to_end(
     mut each: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<u64, KafkaError> {
     let timeout = deadline.saturating_duration_since(Instant::now());
-    let mut client = config.client_config(&[
-        ("enable.auto.commit", "false"),
-        ("enable.partition.eof", "false"),
-    ]);
+    let mut client = config.reader_config(&[]);
     client.set(
         "group.id",
         format!("order-fsm-recovery-{}", uuid::Uuid::new_v4()),
