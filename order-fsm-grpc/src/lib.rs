@@ -52,16 +52,15 @@ mod deadline;
 mod error;
 mod server;
 mod service;
+mod views;
 mod watch;
 
-pub use client::{
-    ClientConfig, EventAccepted, EventOptions, OrderClient, OrderPage, OrderView, PlacedOrder,
-    TransitionView,
-};
+pub use client::{ClientConfig, EventOptions, OrderClient};
 pub use config::{ServerConfig, TlsIdentity};
 pub use error::Error;
 pub use server::OrderServiceBuilder;
 pub use service::MAX_PLACEMENTS_PER_CALL;
+pub use views::{EventAccepted, OrderPage, OrderView, PlacedOrder, TransitionView};
 pub use watch::WatchHub;
 
 /// The generated protobuf messages, server and client of package `order_fsm.v1` (the wire
