@@ -3,10 +3,9 @@
 mod common;
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_status, FlakySink, Harness, Options};
+use common::{assert_status, Harness, Options};
 use order_fsm::Purchase;
 use order_fsm_grpc::proto;
 use tonic::Code;
@@ -100,15 +99,9 @@ async fn one_invalid_placement_rejects_the_call_naming_it_and_places_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_call_places_each_order_once() {
-    let queue = order_fsm::MemoryQueue::new();
     // The command sink is down for two calls, then up.
-    let flaky = Arc::new(FlakySink::new(queue.clone(), 2, Duration::ZERO));
-    let h = Harness::start(Options {
-        commands: Some(flaky.clone()),
-        queue: Some(queue),
-        ..Options::default()
-    })
-    .await;
+    let (options, flaky) = Options::flaky_commands(2, Duration::ZERO);
+    let h = Harness::start(options).await;
     let client = h.client().await;
     let placed = client.place_orders(&purchases(10)).await.unwrap();
     let seen = flaky.seen.lock().unwrap().clone();

@@ -5,7 +5,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_status, read_until, DownStore, FlakySink, Harness, Options};
+use common::{assert_status, read_until, DownStore, Harness, Options};
 use order_fsm::{Command, OrderId, Purchase, PLACE_EVENT};
 use order_fsm_grpc::{proto, EventOptions, ServerConfig};
 use tonic::Code;
@@ -274,14 +274,9 @@ async fn event_errors_map_to_their_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unavailable_backends_are_unavailable_and_the_client_retries_with_the_same_key() {
-    let queue = order_fsm::MemoryQueue::new();
     // Down for good: the client gives up after its attempts.
-    let down = Arc::new(FlakySink::new(queue.clone(), u32::MAX, Duration::ZERO));
-    let h = Harness::start(Options {
-        commands: Some(down.clone()),
-        ..Options::default()
-    })
-    .await;
+    let (options, down) = Options::flaky_commands(u32::MAX, Duration::ZERO);
+    let h = Harness::start(options).await;
     let client = h.client().await;
     assert_status(
         client.place_order(&Purchase::example(), None).await,
@@ -301,14 +296,8 @@ async fn unavailable_backends_are_unavailable_and_the_client_retries_with_the_sa
     h.stop().await;
 
     // Down twice, then up: one order, created by the third attempt.
-    let queue = order_fsm::MemoryQueue::new();
-    let flaky = Arc::new(FlakySink::new(queue.clone(), 2, Duration::ZERO));
-    let h = Harness::start(Options {
-        commands: Some(flaky.clone()),
-        queue: Some(queue),
-        ..Options::default()
-    })
-    .await;
+    let (options, flaky) = Options::flaky_commands(2, Duration::ZERO);
+    let h = Harness::start(options).await;
     let client = h.client().await;
     let placed = client
         .place_order(&Purchase::example(), None)
@@ -340,13 +329,8 @@ async fn unavailable_backends_are_unavailable_and_the_client_retries_with_the_sa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deadlines_and_message_limits_are_enforced() {
-    let queue = order_fsm::MemoryQueue::new();
-    let slow = Arc::new(FlakySink::new(queue, 0, Duration::from_secs(3)));
-    let h = Harness::start(Options {
-        commands: Some(slow),
-        ..Options::default()
-    })
-    .await;
+    let (options, _slow) = Options::flaky_commands(0, Duration::from_secs(3));
+    let h = Harness::start(options).await;
     let mut raw = h.raw().await;
     let purchase = order_fsm_grpc_purchase();
     let mut request = tonic::Request::new(proto::PlaceOrderRequest {
@@ -377,15 +361,9 @@ async fn deadlines_and_message_limits_are_enforced() {
     h.stop().await;
 
     // The server's own cap applies when the client sends no deadline.
-    let queue = order_fsm::MemoryQueue::new();
-    let slow = Arc::new(FlakySink::new(queue, 0, Duration::from_secs(3)));
-    let config = ServerConfig::default().with_request_timeout(Some(Duration::from_millis(100)));
-    let h = Harness::start(Options {
-        commands: Some(slow),
-        config,
-        ..Options::default()
-    })
-    .await;
+    let (mut options, _slow) = Options::flaky_commands(0, Duration::from_secs(3));
+    options.config = ServerConfig::default().with_request_timeout(Some(Duration::from_millis(100)));
+    let h = Harness::start(options).await;
     let status = h
         .raw()
         .await
@@ -405,14 +383,8 @@ fn order_fsm_grpc_purchase() -> proto::Purchase {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_is_graceful() {
-    let queue = order_fsm::MemoryQueue::new();
-    let slow = Arc::new(FlakySink::new(queue.clone(), 0, Duration::from_millis(300)));
-    let mut h = Harness::start(Options {
-        commands: Some(slow),
-        queue: Some(queue),
-        ..Options::default()
-    })
-    .await;
+    let (options, _slow) = Options::flaky_commands(0, Duration::from_millis(300));
+    let mut h = Harness::start(options).await;
     let client = h.client().await;
     let in_flight = tokio::spawn({
         let client = client.clone();

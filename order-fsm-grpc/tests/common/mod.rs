@@ -32,6 +32,22 @@ pub struct Options {
     pub config: ServerConfig,
 }
 
+impl Options {
+    /// Options whose command sink is a [`FlakySink`] in front of the runner's queue: it fails
+    /// its first `failures` submissions and waits `delay` before each. The sink is returned
+    /// too, to look at what it was sent.
+    pub fn flaky_commands(failures: u32, delay: Duration) -> (Self, Arc<FlakySink>) {
+        let queue = MemoryQueue::new();
+        let sink = Arc::new(FlakySink::new(queue.clone(), failures, delay));
+        let options = Self {
+            commands: Some(sink.clone()),
+            queue: Some(queue),
+            ..Self::default()
+        };
+        (options, sink)
+    }
+}
+
 pub struct Harness {
     pub addr: SocketAddr,
     pub queue: MemoryQueue,
