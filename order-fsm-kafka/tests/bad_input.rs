@@ -7,10 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, header, read_topic, Broker, Running};
-use order_fsm::{
-    ecommerce, Command, CommandSink, Dwell, Lifecycle, MemoryStore, OrderId, Purchase, Runner,
-};
+use common::{completed, eventually, header, read_topic, Broker, Running};
+use order_fsm::{Command, CommandSink, Dwell, Lifecycle, MemoryStore, OrderId, Purchase, Runner};
 use order_fsm_kafka::{
     KafkaCommandSink, KafkaDeadLetterSink, HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON,
     HEADER_TOPIC,
@@ -74,11 +72,7 @@ async fn dead_letters(broker: Broker) {
         "the valid orders to complete",
         Duration::from_secs(60),
         || {
-            let done = ids.iter().all(|id| {
-                store
-                    .get_now(*id)
-                    .is_some_and(|o| o.status == ecommerce::COMPLETED)
-            });
+            let done = completed(&store, &ids) == ids.len();
             async move { done }
         },
     )

@@ -8,7 +8,7 @@ use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, read_topic, topic_len, topic_size, Broker};
+use common::{completed, eventually, read_topic, topic_len, topic_size, Broker};
 use order_fsm::{ecommerce, Command, CommandSink, Lifecycle, OrderId, Purchase, TransitionRecord};
 use order_fsm_kafka::{recover_store, KafkaCommandSink, KafkaConfig};
 use rdkafka::Message;
@@ -121,15 +121,7 @@ async fn crash_and_restart(broker: Broker) {
             let recovered = recover_store(&config, lifecycle, Duration::from_secs(60))
                 .await
                 .expect("recover");
-            let completed = ids
-                .iter()
-                .filter(|id| {
-                    recovered
-                        .store
-                        .get_now(**id)
-                        .is_some_and(|o| o.status == ecommerce::COMPLETED)
-                })
-                .count();
+            let completed = completed(&recovered.store, &ids);
             eprintln!(
                 "orders {} completed {completed} records {} duplicates {} incomplete {}",
                 recovered.store.len(),

@@ -6,10 +6,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, Broker, Running};
-use order_fsm::{
-    ecommerce, Command, CommandSink, Dwell, Lifecycle, MemoryStore, OrderId, Purchase, Runner,
-};
+use common::{completed, eventually, Broker, Running};
+use order_fsm::{Command, CommandSink, Dwell, Lifecycle, MemoryStore, OrderId, Purchase, Runner};
 use order_fsm_kafka::KafkaCommandSink;
 
 const ORDERS: usize = 3_000;
@@ -61,11 +59,7 @@ async fn one_member_leaves(broker: Broker) {
 
     producer.await.expect("producer");
     eventually("every order to complete", Duration::from_secs(120), || {
-        let done = ids.iter().all(|id| {
-            store
-                .get_now(*id)
-                .is_some_and(|o| o.status == ecommerce::COMPLETED)
-        });
+        let done = completed(&store, &ids) == ids.len();
         async move { done }
     })
     .await;

@@ -1,9 +1,11 @@
 //! Shared helpers of the integration tests: brokers, unique topics, reading topics back.
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use order_fsm::{ecommerce, MemoryStore, OrderId};
 use order_fsm_kafka::{provision_mock_topics, provision_topics, KafkaConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message, OwnedMessage};
@@ -190,6 +192,17 @@ pub fn header(message: &OwnedMessage, name: &str) -> Option<String> {
         .find(|h| h.key == name)
         .and_then(|h| h.value)
         .map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+/// How many of `ids` are in `store` in the ecommerce lifecycle's `Completed` state.
+pub fn completed(store: &MemoryStore, ids: &HashSet<OrderId>) -> usize {
+    ids.iter()
+        .filter(|id| {
+            store
+                .get_now(**id)
+                .is_some_and(|o| o.status == ecommerce::COMPLETED)
+        })
+        .count()
 }
 
 /// Polls `check` every 100 ms until it returns true or `timeout` passes.
