@@ -7,7 +7,7 @@ use order_fsm::{Lifecycle, MemoryStore, TransitionRecord, TransitionSink};
 use order_fsm_grpc::WatchHub;
 use order_fsm_kafka::KafkaConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 
 /// Applies every record of the transitions topic, from the beginning, to `store` and
 /// `hub`, until `shutdown` completes. Each follower reads the whole topic (its own group).
@@ -21,21 +21,15 @@ pub async fn follow(
     hub: WatchHub,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), rdkafka::error::KafkaError> {
-    let mut client = ClientConfig::new();
-    // As the adapter's own consumers: without it librdkafka pauses fetching for 1 s each
-    // time this (decoding, so slower) reader drains its prefetch queue.
-    client.set("fetch.queue.backoff.ms", "20");
-    for (key, value) in kafka.properties() {
-        client.set(key, value);
-    }
-    let consumer: StreamConsumer = client
-        .set("bootstrap.servers", kafka.brokers())
+    // The adapter's reader settings: without its short fetch backoff librdkafka would pause
+    // for 1 s each time this (decoding, so slower) reader drains its prefetch queue.
+    let consumer: StreamConsumer = kafka
+        .reader_client_config()
         .set(
             "group.id",
             format!("order-fsm-read-model-{}", order_fsm::EventId::random()),
         )
         .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
         .create()?;
     consumer.subscribe(&[kafka.transitions_topic()])?;
     tokio::pin!(shutdown);

@@ -189,7 +189,7 @@ impl KafkaConfig {
     /// `fetch.queue.backoff.ms` = 20: librdkafka waits 1 s before fetching again once its
     /// prefetch queue was full, so a consumer slower than the fetcher (every consumer that
     /// decodes) stalls for a second each time the queue drains. Measured on the source:
-    /// 1.5× the throughput with 20 ms.
+    /// 1.5× the throughput with 20 ms. Public as [`Self::reader_client_config`].
     pub(crate) fn reader_config(&self, defaults: &[(&str, &str)]) -> ClientConfig {
         let mut all = vec![
             ("enable.auto.commit", "false"),
@@ -198,6 +198,26 @@ impl KafkaConfig {
         ];
         all.extend_from_slice(defaults);
         self.client_config(&all)
+    }
+
+    /// The librdkafka settings of this crate's own readers, for a consumer of your own (one
+    /// that follows the transitions topic into a read model, say): the brokers, no automatic
+    /// commits, `fetch.queue.backoff.ms` = 20 (librdkafka's 1 s default stalls a consumer that
+    /// decodes each time it drains its prefetch queue), then the passthrough properties. Set
+    /// `group.id` (and `auto.offset.reset`) before creating the consumer.
+    ///
+    /// ```
+    /// use rdkafka::consumer::BaseConsumer;
+    /// let config = order_fsm_kafka::KafkaConfig::new("localhost:9092");
+    /// let consumer: BaseConsumer = config
+    ///     .reader_client_config()
+    ///     .set("group.id", "my-read-model")
+    ///     .create()
+    ///     .unwrap();
+    /// # drop(consumer);
+    /// ```
+    pub fn reader_client_config(&self) -> ClientConfig {
+        self.reader_config(&[])
     }
 
     /// Settings of group consumers: manual commits of finished offsets only.
