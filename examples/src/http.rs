@@ -66,13 +66,13 @@ impl IntoResponse for ApiError {
             Error::InvalidField { field, .. } => Some(*field),
             _ => None,
         };
-        let error = match self.index {
-            Some(i) => format!("orders[{i}]: {}", self.error),
-            None => self.error.to_string(),
-        };
         let body = match self.index {
-            Some(index) => json!({ "error": error, "field": field, "index": index }),
-            None => json!({ "error": error, "field": field }),
+            Some(index) => json!({
+                "error": format!("orders[{index}]: {}", self.error),
+                "field": field,
+                "index": index,
+            }),
+            None => json!({ "error": self.error.to_string(), "field": field }),
         };
         (status, Json(body)).into_response()
     }
