@@ -17,7 +17,7 @@ use order_fsm_kafka::{
 };
 use rdkafka::mocking::MockCluster;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::load::{self, Intake, LoadResult, Pace, Sending};
 use crate::notify::{EmailNotifier, Language};
@@ -77,11 +77,9 @@ pub struct EmbeddedRun {
 pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let cluster = MockCluster::new(1)?;
-    let kafka = KafkaConfig::new(cluster.bootstrap_servers())
-        .with_group("order-fsm-embedded")
-        .with_property("session.timeout.ms", "6000")
-        // Hand fetched messages over within 10 ms instead of librdkafka's 500 ms.
-        .with_property("fetch.wait.max.ms", "10");
+    let kafka = crate::cli::low_latency(
+        KafkaConfig::new(cluster.bootstrap_servers()).with_group("order-fsm-embedded"),
+    );
     provision_mock_topics(&cluster, &kafka, config.partitions)?;
 
     let store = Arc::new(MemoryStore::new());
@@ -106,13 +104,12 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     }
     let runner = Arc::new(runner.build()?);
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let stop = CancellationToken::new();
+    // Cancels on every return, an early error's too: the runner and the intake end with the run.
+    let _stop_on_return = stop.clone().drop_guard();
     let source = KafkaSource::new(&kafka)?;
     let running = tokio::spawn({
-        let (runner, stop) = (Arc::clone(&runner), stopped(stop_rx.clone()));
+        let (runner, stop) = (Arc::clone(&runner), stop.clone().cancelled_owned());
         async move { runner.run(source, stop).await }
     });
 
@@ -123,7 +120,7 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
         commands,
         store.clone(),
         hub,
-        stopped(stop_rx.clone()),
+        stop.clone().cancelled_owned(),
     )
     .await?;
     let target = load::Target::connect(config.intake, addr).await?;
@@ -147,7 +144,7 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     let load = load::place_all(&target, &config.purchases, sending, false).await?;
     let finished = wait_finished(&runner, baseline + orders - load.errors, config.timeout).await;
     let elapsed = started.elapsed().as_secs_f64();
-    let _ = stop_tx.send(true);
+    stop.cancel();
     let report = running.await??;
     finished?;
 

@@ -11,7 +11,7 @@ use order_fsm_examples::cli::{self, KafkaArgs};
 use order_fsm_examples::{http, projection};
 use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
 use order_fsm_kafka::KafkaCommandSink;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
 #[command(about = "Serve the order intake over gRPC and HTTP")]
@@ -36,10 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let store = Arc::new(MemoryStore::new());
     let hub = WatchHub::default();
 
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let stop = CancellationToken::new();
     let follower = tokio::spawn({
         let (kafka, lifecycle, store, hub) = (
             kafka.clone(),
@@ -47,7 +44,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             store.clone(),
             hub.clone(),
         );
-        let stop = stopped(stop_rx.clone());
+        let stop = stop.clone().cancelled_owned();
         async move { projection::follow(&kafka, lifecycle, store, hub, stop).await }
     });
     let grpc = OrderServiceBuilder::new(Arc::clone(&lifecycle))
@@ -55,10 +52,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .with_store(store.clone())
         .with_watch_hub(hub)
         .with_config(ServerConfig::default().with_addr(args.grpc_addr));
-    let grpc = tokio::spawn(grpc.serve(stopped(stop_rx.clone())));
+    let grpc = tokio::spawn(grpc.serve(stop.clone().cancelled_owned()));
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
     let app = http::router(lifecycle, commands, store);
-    let http_stop = stopped(stop_rx.clone());
+    let http_stop = stop.clone().cancelled_owned();
     let http = tokio::spawn(async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(http_stop)
@@ -70,7 +67,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     );
 
     tokio::signal::ctrl_c().await?;
-    let _ = stop_tx.send(true);
+    stop.cancel();
     grpc.await??;
     http.await??;
     follower.await??;
