@@ -5,6 +5,8 @@ use std::time::Duration;
 use order_fsm::{Dwell, LoadLevel};
 use order_fsm_kafka::{provision_topics, KafkaConfig, KafkaError};
 
+use crate::load::{Pace, Sending};
+
 /// Logs to stderr, filtered by `RUST_LOG` (nothing but errors and warnings by default).
 pub fn init_tracing() {
     tracing_subscriber::fmt()
@@ -68,6 +70,32 @@ impl KafkaArgs {
         let config = self.config();
         provision_topics(&config, self.partitions).await?;
         Ok(config)
+    }
+}
+
+/// How orders are sent to an intake.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SendingArgs {
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Orders per request: 1 sends `PlaceOrder` (or `POST /orders`); 2 to 1,000 send
+    /// `PlaceOrders` calls (or `POST /orders/batch`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    pub batch: u64,
+    /// Orders per second of a steady stream; `0` sends everything as a burst.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+}
+
+impl SendingArgs {
+    /// The sending these flags describe.
+    pub fn sending(&self) -> Sending {
+        Sending {
+            pace: Pace::from_rate(self.rate),
+            concurrency: self.concurrency,
+            batch: self.batch as usize,
+        }
     }
 }
 

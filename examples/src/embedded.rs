@@ -19,7 +19,7 @@ use rdkafka::mocking::MockCluster;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::load::{self, Intake, LoadResult, Pace, Sending};
+use crate::load::{self, Intake, LoadResult, Sending};
 use crate::notify::{EmailNotifier, Language};
 use crate::report::Summary;
 
@@ -38,12 +38,8 @@ pub struct EmbeddedConfig {
     pub dwell: Dwell,
     /// Which intake the orders go through.
     pub intake: Intake,
-    /// Steady stream or burst.
-    pub pace: Pace,
-    /// Requests in flight at once.
-    pub concurrency: usize,
-    /// Orders per intake request (more than 1: `PlaceOrders` or `POST /orders/batch`).
-    pub batch: usize,
+    /// Pace, requests in flight and orders per request of the placements.
+    pub sending: Sending,
     /// Where `.eml` files go; `None` sends no mail.
     pub outbox: Option<PathBuf>,
     /// Language of the mails.
@@ -136,12 +132,7 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
 
     let orders = config.purchases.len() as u64;
     let started = Instant::now();
-    let sending = Sending {
-        pace: config.pace,
-        concurrency: config.concurrency,
-        batch: config.batch,
-    };
-    let load = load::place_all(&target, &config.purchases, sending, false).await?;
+    let load = load::place_all(&target, &config.purchases, config.sending, false).await?;
     let finished = wait_finished(&runner, baseline + orders - load.errors, config.timeout).await;
     let elapsed = started.elapsed().as_secs_f64();
     stop.cancel();

@@ -30,6 +30,17 @@ pub enum Pace {
     Steady(f64),
 }
 
+impl Pace {
+    /// A steady stream of `rate` orders per second; `0` (or less) is a burst.
+    pub fn from_rate(rate: f64) -> Self {
+        if rate > 0.0 {
+            Self::Steady(rate)
+        } else {
+            Self::Burst
+        }
+    }
+}
+
 /// A connected intake client.
 pub enum Target {
     /// gRPC client.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use order_fsm::{Dwell, LoadLevel, Purchase};
 use order_fsm_examples::embedded::{self, EmbeddedConfig, EmbeddedRun};
-use order_fsm_examples::load::{Intake, Pace};
+use order_fsm_examples::load::{Intake, Pace, Sending};
 use order_fsm_examples::notify::Language;
 use order_fsm_examples::{dataset, report};
 use plotters::prelude::*;
@@ -48,9 +48,7 @@ fn base(orders: usize) -> EmbeddedConfig {
         partitions: 4,
         dwell: Dwell::None,
         intake: Intake::Grpc,
-        pace: Pace::Burst,
-        concurrency: 64,
-        batch: 1,
+        sending: Sending::burst(64),
         outbox: None,
         language: Language::En,
         mail_from: "orders@shop.example".into(),
@@ -156,7 +154,7 @@ async fn main() -> Result<(), BoxError> {
     ];
     for (name, pace, intake) in runs {
         let mut config = base(args.orders);
-        config.pace = pace;
+        config.sending.pace = pace;
         config.intake = intake;
         let run = measure(config).await?;
         writeln!(
@@ -185,8 +183,8 @@ async fn main() -> Result<(), BoxError> {
         let mut config = base(args.sustained_orders);
         config.workers = workers;
         config.partitions = partitions;
-        config.concurrency = 8;
-        config.batch = 100;
+        config.sending.concurrency = 8;
+        config.sending.batch = 100;
         config.dwell = Dwell::Fixed(Duration::from_millis(args.sustained_dwell_ms));
         let run = measure(config).await?;
         let e = &run.summary.metrics.end_to_end;

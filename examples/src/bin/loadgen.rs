@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::Parser;
 use order_fsm::Purchase;
+use order_fsm_examples::cli::SendingArgs;
 use order_fsm_examples::load::{self, Intake, Pace, Sending, Target};
 use order_fsm_examples::{dataset, report};
 
@@ -30,19 +31,11 @@ struct Args {
     /// Seed of the generated data set.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Orders per second of a steady stream; `0` sends everything as a burst.
-    #[arg(long, default_value_t = 0.0)]
-    rate: f64,
     /// Load level instead of a rate: low (100/s), medium (1,000/s), high (5,000/s).
     #[arg(long, value_parser = ["low", "medium", "high"])]
     level: Option<String>,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Orders per request: 1 sends `PlaceOrder` (or `POST /orders`); 2 to 1,000 send
-    /// `PlaceOrders` calls (or `POST /orders/batch`).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    batch: u64,
+    #[command(flatten)]
+    sending: SendingArgs,
 }
 
 #[tokio::main]
@@ -59,26 +52,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         Some("low") => 100.0,
         Some("medium") => 1_000.0,
         Some("high") => 5_000.0,
-        _ => args.rate,
+        _ => args.sending.rate,
     };
-    let pace = if rate > 0.0 {
-        Pace::Steady(rate)
-    } else {
-        Pace::Burst
+    let sending = Sending {
+        pace: Pace::from_rate(rate),
+        ..args.sending.sending()
     };
     let target = Target::connect_url(args.intake, &args.target).await?;
     eprintln!(
-        "placing {} orders on {} ({:?}, {pace:?}, {} per request)",
+        "placing {} orders on {} ({:?}, {:?}, {} per request)",
         purchases.len(),
         args.target,
         args.intake,
-        args.batch
+        sending.pace,
+        sending.batch
     );
-    let sending = Sending {
-        pace,
-        concurrency: args.concurrency,
-        batch: args.batch as usize,
-    };
     let result = load::place_all(&target, &purchases, sending, true).await?;
     println!("accepted   {:>10}", result.accepted);
     println!("refused    {:>10}", result.errors);

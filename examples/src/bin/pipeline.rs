@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use order_fsm::{Dwell, Purchase};
 use order_fsm_examples::embedded::{self, EmbeddedConfig};
-use order_fsm_examples::load::{Intake, Pace};
+use order_fsm_examples::load::Intake;
 use order_fsm_examples::notify::Language;
 use order_fsm_examples::{cli, dataset, report};
 
@@ -33,16 +33,8 @@ struct Args {
     /// Intake the orders go through.
     #[arg(long, value_enum, default_value_t = Intake::Grpc)]
     intake: Intake,
-    /// Requests in flight at once.
-    #[arg(long, default_value_t = 64)]
-    concurrency: usize,
-    /// Orders per request: 1 sends `PlaceOrder` (or `POST /orders`); 2 to 1,000 send
-    /// `PlaceOrders` calls (or `POST /orders/batch`).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
-    batch: u64,
-    /// Orders per second of a steady stream; `0` places everything as a burst.
-    #[arg(long, default_value_t = 0.0)]
-    rate: f64,
+    #[command(flatten)]
+    sending: cli::SendingArgs,
     /// Seed of the generated data set.
     #[arg(long, default_value_t = 42)]
     seed: u64,
@@ -78,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .collect();
     println!(
         "placing {} orders over {:?} ({} per request) with {} workers on {} partitions (mock Kafka cluster)...",
-        args.orders, args.intake, args.batch, args.workers, args.partitions
+        args.orders, args.intake, args.sending.batch, args.workers, args.partitions
     );
     let run = embedded::run(EmbeddedConfig {
         purchases,
@@ -86,13 +78,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         partitions: args.partitions,
         dwell: Dwell::Fixed(Duration::from_millis(args.dwell_ms)),
         intake: args.intake,
-        pace: if args.rate > 0.0 {
-            Pace::Steady(args.rate)
-        } else {
-            Pace::Burst
-        },
-        concurrency: args.concurrency,
-        batch: args.batch as usize,
+        sending: args.sending.sending(),
         outbox: (!args.no_mail).then(|| outbox.clone()),
         language: args.language,
         mail_from: args.mail_from,
