@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+mod changelog;
 mod clock;
 mod domain;
 mod engine;
@@ -15,6 +16,7 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use changelog::{HistoryRecord, MemoryStateLog, StateChange, StateLog, StateRecord};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use domain::{EventId, Money, OrderId, Purchase, MAX_FIELD_CHARS};
 pub use engine::{Engine, Event, HistoryEntry, OrderState, Transition};
@@ -24,10 +26,10 @@ pub use memory::{MemoryQueue, MemorySink, MemorySource, MemoryStore};
 pub use message::{Command, DeadLetter, Origin, TransitionRecord, PLACE_EVENT};
 pub use runner::{
     Dwell, LatencySummary, LoadLevel, MetricsRecord, MetricsSnapshot, RunReport, Runner,
-    RunnerBuilder, StopReason, TransitionLatency,
+    RunnerBuilder, StopReason, TransitionLatency, DEFAULT_RETENTION,
 };
 pub use sink::{DeadLetterSink, FanOut, MetricsSink, RetryPolicy, Retrying, TransitionSink};
-pub use source::{Ack, CommandSink, CommandSource, Envelope};
+pub use source::{Ack, CommandSink, CommandSource, Envelope, SourceEvent};
 pub use store::{ListQuery, OrderStore};
 
 /// Handles of [`Lifecycle::ecommerce`]'s states and events, valid only for that lifecycle.

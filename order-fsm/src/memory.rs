@@ -389,6 +389,19 @@ impl OrderStore for MemoryStore {
         self.compare_and_set_now(expected_version, state)
     }
 
+    async fn put(&self, state: OrderState) -> Result<(), Error> {
+        lock(self.shard(state.id)).insert(state.id, state);
+        Ok(())
+    }
+
+    /// Removes the orders: a memory store holds only what its runner owns.
+    async fn evict(&self, ids: &[OrderId]) -> Result<(), Error> {
+        for id in ids {
+            lock(self.shard(*id)).remove(id);
+        }
+        Ok(())
+    }
+
     async fn list(&self, query: ListQuery) -> Result<Vec<OrderState>, Error> {
         let mut page: Vec<OrderState> = Vec::new();
         for shard in self.shards.iter() {

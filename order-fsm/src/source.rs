@@ -53,6 +53,26 @@ pub struct Envelope {
     pub ack: Ack,
 }
 
+/// What a [`CommandSource`] yields: a command, or a change in which partitions it owns.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum SourceEvent {
+    /// A command to apply.
+    Command(Envelope),
+    /// These partitions are now owned by this reader. Yielded before any command of them.
+    Assigned(Vec<i32>),
+    /// These partitions are being taken away. No command of them follows until they are
+    /// assigned again. Call [`Ack::ack`] on `done` once every command of them that was
+    /// yielded before is finished (applied and durable, or abandoned unacknowledged): the
+    /// source waits for it (within a bound) before the next owner may start.
+    Revoked {
+        /// The partitions.
+        partitions: Vec<i32>,
+        /// Acknowledge when their work is finished.
+        done: Ack,
+    },
+}
+
 /// A source of commands (a Kafka consumer, an in-memory queue, ...).
 ///
 /// # Contract
@@ -67,16 +87,33 @@ pub struct Envelope {
 /// - **Errors**: `next` returns [`Error::Unavailable`] for transient trouble (the caller
 ///   retries) and another error when the source cannot go on.
 /// - **End**: `Ok(None)` means the source is exhausted or closed; a live source waits.
+/// - **Ownership**: every command comes from a partition ([`Origin::partition`]); the
+///   orders of a partition belong to whoever reads it. A source shared by several readers
+///   (a consumer group) reports, through [`CommandSource::next_event`], when a partition is
+///   [assigned](SourceEvent::Assigned) to this reader (before its first command) and when it
+///   is [revoked](SourceEvent::Revoked) (after its last command), and waits for the
+///   revocation's acknowledgement before another reader gets the partition. A source that
+///   never reports ownership (the default `next_event`, e.g. an in-memory queue) owns every
+///   partition it yields commands from, for good.
 #[async_trait]
 pub trait CommandSource: Send {
-    /// The next command, waiting for one if needed.
+    /// The next command, waiting for one if needed. A source that reports ownership
+    /// acknowledges revocations itself here (for callers that do not track ownership).
     async fn next(&mut self) -> Result<Option<Envelope>, Error>;
+
+    /// The next command or ownership change (default: the commands of [`Self::next`]).
+    async fn next_event(&mut self) -> Result<Option<SourceEvent>, Error> {
+        Ok(self.next().await?.map(SourceEvent::Command))
+    }
 }
 
 #[async_trait]
 impl<S: CommandSource + ?Sized> CommandSource for Box<S> {
     async fn next(&mut self) -> Result<Option<Envelope>, Error> {
         (**self).next().await
+    }
+    async fn next_event(&mut self) -> Result<Option<SourceEvent>, Error> {
+        (**self).next_event().await
     }
 }
 

@@ -49,6 +49,25 @@ pub trait OrderStore: Send + Sync {
 
     /// One page of orders.
     async fn list(&self, query: ListQuery) -> Result<Vec<OrderState>, Error>;
+
+    /// Writes `state` whatever is stored (a runner restoring a partition it now owns).
+    /// The default reads the stored version and compare-and-sets over it.
+    async fn put(&self, state: OrderState) -> Result<(), Error> {
+        loop {
+            let expected = self.get(state.id).await?.map_or(0, |s| s.version);
+            match self.compare_and_set(expected, state.clone()).await {
+                Err(Error::Conflict { .. }) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// Drops `ids` from a store that caches states of the partitions its runner owns (a
+    /// partition was revoked, or finished orders passed their retention). A durable store
+    /// shared by every runner keeps them: the default does nothing.
+    async fn evict(&self, _ids: &[OrderId]) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -61,5 +80,11 @@ impl<S: OrderStore + ?Sized> OrderStore for Arc<S> {
     }
     async fn list(&self, query: ListQuery) -> Result<Vec<OrderState>, Error> {
         (**self).list(query).await
+    }
+    async fn put(&self, state: OrderState) -> Result<(), Error> {
+        (**self).put(state).await
+    }
+    async fn evict(&self, ids: &[OrderId]) -> Result<(), Error> {
+        (**self).evict(ids).await
     }
 }

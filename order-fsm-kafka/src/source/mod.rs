@@ -7,18 +7,22 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use order_fsm::{CommandSource, Envelope, Error};
+use order_fsm::{CommandSource, Envelope, Error, SourceEvent};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::mpsc;
 
 use crate::{CommandCodec, JsonCodec, KafkaConfig, KafkaDeadLetterSink, KafkaError};
-use poller::{Item, Poller, SourceContext};
+use poller::{Delivered, Item, Poller, SourceContext};
 use tracker::Tracker;
 
 /// Batches of messages buffered between the polling thread and [`CommandSource::next`].
 const HANDOVER_BATCHES: usize = 8;
+
+/// Longest wait, in a rebalance, for the reader to finish the work of revoked partitions.
+const REVOKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Reads commands from the commands topic as a member of the consumer group.
 ///
@@ -29,6 +33,12 @@ const HANDOVER_BATCHES: usize = 8;
 ///   gets those messages again).
 /// - **Ordering**: messages of one partition (so of one order id) are yielded in offset
 ///   order; partitions are interleaved.
+/// - **Ownership** ([`CommandSource::next_event`]): [`SourceEvent::Assigned`] comes before
+///   the first message of a partition this member was given; [`SourceEvent::Revoked`] after
+///   the last message of a partition it loses, and the rebalance waits (up to 30 s, inside
+///   librdkafka's rebalance callback) for its acknowledgement before the finished offsets are
+///   committed and the partition goes to its next owner. [`CommandSource::next`]
+///   acknowledges revocations at once.
 /// - **Bad input**: a message the codec rejects (or an empty one) is produced to the
 ///   dead-letter topic with its reason, original topic, partition and offset, marked done
 ///   once delivered, and never yielded.
@@ -70,14 +80,17 @@ impl KafkaSource {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| KafkaError::Config("a KafkaSource needs a tokio runtime".into()))?;
         let tracker = Arc::new(Tracker::default());
+        let (tx, rx) = mpsc::channel(HANDOVER_BATCHES);
         let context = SourceContext {
             tracker: Arc::clone(&tracker),
             topic: config.commands_topic().to_owned(),
+            pending: std::sync::Mutex::new(Vec::new()),
+            tx,
+            revoke_timeout: REVOKE_TIMEOUT,
         };
         let consumer: BaseConsumer<SourceContext> =
             config.consumer_config().create_with_context(context)?;
         consumer.subscribe(&[config.commands_topic()])?;
-        let (tx, rx) = mpsc::channel(HANDOVER_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));
         let poller = Poller {
             consumer,
@@ -85,7 +98,6 @@ impl KafkaSource {
             codec: Arc::new(codec),
             dead_letters: KafkaDeadLetterSink::new(config)?,
             runtime,
-            tx,
             stop: Arc::clone(&stop),
             commit_interval: config.commit_interval(),
             topic: config.commands_topic().to_owned(),
@@ -108,12 +120,32 @@ impl KafkaSource {
 impl CommandSource for KafkaSource {
     async fn next(&mut self) -> Result<Option<Envelope>, Error> {
         loop {
+            match self.next_event().await? {
+                Some(SourceEvent::Command(envelope)) => return Ok(Some(envelope)),
+                Some(SourceEvent::Revoked { done, .. }) => done.ack(),
+                Some(_) => {}
+                None => return Ok(None),
+            }
+        }
+    }
+
+    async fn next_event(&mut self) -> Result<Option<SourceEvent>, Error> {
+        loop {
             while let Some(item) = self.buffer.pop_front() {
-                let (envelope, ticket) = item?;
-                // A message of a partition revoked since it was read belongs to the new
-                // owner now: skip it unacknowledged.
-                if self.tracker.owns(&ticket) {
-                    return Ok(Some(envelope));
+                match item? {
+                    // A message of a partition revoked since it was read belongs to the new
+                    // owner now: skip it unacknowledged.
+                    Delivered::Message(envelope, ticket) => {
+                        if self.tracker.owns(&ticket) {
+                            return Ok(Some(SourceEvent::Command(envelope)));
+                        }
+                    }
+                    Delivered::Assigned(partitions) => {
+                        return Ok(Some(SourceEvent::Assigned(partitions)))
+                    }
+                    Delivered::Revoked(partitions, done) => {
+                        return Ok(Some(SourceEvent::Revoked { partitions, done }))
+                    }
                 }
             }
             match self.rx.recv().await {

@@ -2,7 +2,7 @@
 //! rebalance callbacks and commits finished offsets.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use order_fsm::{Ack, Envelope, Error, Origin};
@@ -19,18 +19,75 @@ use crate::{CommandCodec, KafkaDeadLetterSink, KafkaError};
 /// Most messages handed over at once.
 const MAX_HANDOVER: usize = 512;
 
-/// A decoded message with its place in the tracker, or a fatal consumer error.
-pub(super) type Item = Result<(Envelope, Ticket), Error>;
+/// What the polling thread hands over, in consumer order.
+#[derive(Debug)]
+pub(super) enum Delivered {
+    /// A decoded message with its place in the tracker.
+    Message(Envelope, Ticket),
+    /// Partitions newly assigned (before any of their messages).
+    Assigned(Vec<i32>),
+    /// Partitions being revoked; the rebalance waits for the acknowledgement.
+    Revoked(Vec<i32>, Ack),
+}
 
-/// Consumer callbacks: track assignments, commit finished offsets before a revocation.
+/// A delivery, or a fatal consumer error.
+pub(super) type Item = Result<Delivered, Error>;
+
+/// Consumer callbacks: track assignments, hand ownership changes over in order with the
+/// messages, and before a revocation wait until the reader finished the partitions' work,
+/// then commit it.
 pub(super) struct SourceContext {
     pub(super) tracker: Arc<Tracker>,
     pub(super) topic: String,
+    /// Items read but not handed over yet (a callback flushes them before a revocation).
+    pub(super) pending: Mutex<Vec<Item>>,
+    pub(super) tx: mpsc::Sender<Vec<Item>>,
+    /// Longest wait for the reader to finish a revoked partition's work.
+    pub(super) revoke_timeout: Duration,
 }
 
 impl ClientContext for SourceContext {}
 
 impl SourceContext {
+    pub(super) fn pending(&self) -> MutexGuard<'_, Vec<Item>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands everything pending over; `false` once the reader is gone.
+    pub(super) fn flush(&self) -> bool {
+        let batch = std::mem::take(&mut *self.pending());
+        batch.is_empty() || self.tx.blocking_send(batch).is_ok()
+    }
+
+    /// Hands the revocation of `partitions` over behind what was read before, and waits
+    /// (bounded) until the reader acknowledged that their work is finished.
+    fn hand_over_revocation(&self, partitions: &[i32]) {
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let ack = Ack::new(move || {
+            let _ = done_tx.send(());
+        });
+        self.pending()
+            .push(Ok(Delivered::Revoked(partitions.to_vec(), ack)));
+        if !self.flush() {
+            return; // the source was dropped: nobody is working on anything
+        }
+        let started = Instant::now();
+        match done_rx.recv_timeout(self.revoke_timeout) {
+            Ok(()) => tracing::debug!(
+                ?partitions,
+                millis = started.elapsed().as_millis() as u64,
+                "revoked partitions finished"
+            ),
+            // The reader stopped without finishing: what it did not acknowledge is redelivered.
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => tracing::warn!(
+                ?partitions,
+                timeout_ms = self.revoke_timeout.as_millis() as u64,
+                "revoked partitions not finished in time; giving them up anyway"
+            ),
+        }
+    }
+
     fn partitions(&self, list: &TopicPartitionList) -> Vec<i32> {
         list.elements()
             .iter()
@@ -43,7 +100,12 @@ impl SourceContext {
 impl ConsumerContext for SourceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
-            let offsets = self.tracker.revoke(self.partitions(list));
+            let partitions = self.partitions(list);
+            if partitions.is_empty() {
+                return;
+            }
+            self.hand_over_revocation(&partitions);
+            let offsets = self.tracker.revoke(partitions);
             // The next owner resumes exactly after what this consumer finished.
             if let Err(e) = commit(consumer, &self.topic, &offsets, CommitMode::Sync) {
                 tracing::warn!(error = %e, "commit on revocation failed");
@@ -53,7 +115,12 @@ impl ConsumerContext for SourceContext {
 
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
-            self.tracker.assign(self.partitions(list));
+            let partitions = self.partitions(list);
+            if partitions.is_empty() {
+                return;
+            }
+            self.tracker.assign(partitions.iter().copied());
+            self.pending().push(Ok(Delivered::Assigned(partitions)));
         }
     }
 
@@ -87,7 +154,6 @@ pub(super) struct Poller {
     pub(super) codec: Arc<dyn CommandCodec>,
     pub(super) dead_letters: KafkaDeadLetterSink,
     pub(super) runtime: Handle,
-    pub(super) tx: mpsc::Sender<Vec<Item>>,
     pub(super) stop: Arc<AtomicBool>,
     pub(super) commit_interval: Duration,
     pub(super) topic: String,
@@ -101,30 +167,30 @@ impl Poller {
                 self.commit_done(CommitMode::Async, false);
                 last_commit = Instant::now();
             }
-            let mut batch = Vec::new();
+            let context = self.consumer.context();
             let mut wait = Duration::from_millis(50);
-            while batch.len() < MAX_HANDOVER {
+            for _ in 0..MAX_HANDOVER {
                 let Some(polled) = self.consumer.poll(wait) else {
                     break;
                 };
                 wait = Duration::ZERO;
-                match polled {
-                    Ok(message) => {
-                        if let Some(item) = self.handle(&message) {
-                            batch.push(item);
-                        }
-                    }
+                let item = match polled {
+                    Ok(message) => self.handle(&message),
                     Err(e) => {
                         let e = KafkaError::from(e);
                         if e.is_retryable() {
                             tracing::warn!(error = %e, "kafka consumer error, continuing");
+                            None
                         } else {
-                            batch.push(Err(e.into()));
+                            Some(Err(e.into()))
                         }
                     }
+                };
+                if let Some(item) = item {
+                    context.pending().push(item);
                 }
             }
-            if !batch.is_empty() && self.tx.blocking_send(batch).is_err() {
+            if !context.flush() {
                 break;
             }
         }
@@ -156,7 +222,7 @@ impl Poller {
                         origin: Origin { partition, offset },
                         ack: Ack::new(move || tracker.done(&ticket)),
                     };
-                    return Some(Ok((envelope, ticket)));
+                    return Some(Ok(Delivered::Message(envelope, ticket)));
                 }
                 Err(e) => e.to_string(),
             }

@@ -2,21 +2,24 @@
 
 mod dwell;
 mod metrics;
+mod ownership;
 mod worker;
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use dwell::{Dwell, LoadLevel};
 pub use metrics::{LatencySummary, MetricsRecord, MetricsSnapshot, TransitionLatency};
 
 use crate::{
     Clock, CommandSource, DeadLetter, DeadLetterSink, Engine, Error, FanOut, Lifecycle,
-    MemoryStore, MetricsSink, OrderStore, RetryPolicy, SystemClock, TransitionSink,
+    MemoryStore, MetricsSink, OrderStore, RetryPolicy, SourceEvent, StateChange, StateLog,
+    SystemClock, TransitionSink,
 };
 use metrics::Metrics;
 use worker::{Work, Worker};
@@ -80,9 +83,33 @@ pub struct RunnerBuilder {
     retry: RetryPolicy,
     seed: u64,
     resume_pending: bool,
+    state_log: Option<Arc<dyn StateLog>>,
+    retention: Option<Duration>,
 }
 
+/// How long finished orders stay in a runner's store by default.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
+
 impl RunnerBuilder {
+    /// Makes every batch durable in `log` before it is published and acknowledged, and
+    /// restores a partition's orders from it when the source assigns the partition (default:
+    /// none). With a state log the store only caches the orders of owned partitions: they
+    /// are evicted when the partition is revoked. This is what lets orders survive
+    /// rebalances, crashes and scale-out.
+    pub fn state_log(mut self, log: Arc<dyn StateLog>) -> Self {
+        self.state_log = Some(log);
+        self
+    }
+
+    /// How long a finished order stays in the store (and the state log) after it reached
+    /// a terminal state, so that redelivered commands are still recognised (default
+    /// [`DEFAULT_RETENTION`]); `None` keeps them forever. Afterwards a command for the order
+    /// is rejected as about an unknown order.
+    pub fn retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
+        self
+    }
+
     /// The store of order states (default: a new [`MemoryStore`]).
     pub fn store(mut self, store: Arc<dyn OrderStore>) -> Self {
         self.store = store;
@@ -146,7 +173,8 @@ impl RunnerBuilder {
         self
     }
 
-    /// With auto-advance on: at start, advance every order the store holds in a state with
+    /// With auto-advance on and no [state log](Self::state_log): at start, advance every
+    /// order the store holds in a state with
     /// an automatic advance (default off). Timers live in memory, so a worker that restarts
     /// after a crash uses this to pick up the orders that were waiting; their advances are
     /// taken at once, the downtime counting as dwell. Advance event ids are derived from
@@ -188,12 +216,16 @@ impl RunnerBuilder {
                 retry: self.retry,
                 max_batch: self.max_batch,
                 metrics,
+                state_log: self.state_log.clone(),
+                retention: self.retention,
             }),
             metrics_sink: self.metrics_sink,
             workers: self.workers,
             queue_capacity: self.queue_capacity,
             seed: self.seed,
-            resume_pending: self.resume_pending && self.auto_advance.is_some(),
+            resume_pending: self.resume_pending
+                && self.auto_advance.is_some()
+                && self.state_log.is_none(),
         })
     }
 }
@@ -209,6 +241,8 @@ pub(crate) struct Shared {
     pub(crate) retry: RetryPolicy,
     pub(crate) max_batch: usize,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) state_log: Option<Arc<dyn StateLog>>,
+    pub(crate) retention: Option<Duration>,
 }
 
 /// Drives commands from a [`CommandSource`] through the engine into the store and sinks.
@@ -279,6 +313,8 @@ impl Runner {
             },
             seed: 0,
             resume_pending: false,
+            state_log: None,
+            retention: Some(DEFAULT_RETENTION),
         }
     }
 
@@ -348,15 +384,17 @@ impl Runner {
         let mut dropped = 0u64;
         let mut failure = None;
         let mut attempt = 0;
+        let mut owned: HashSet<i32> = HashSet::new();
+        let mut revoked: HashSet<i32> = HashSet::new();
         let mut stopped_by = loop {
             let next = tokio::select! {
                 biased;
                 _ = &mut shutdown => break StopReason::Shutdown,
                 _ = stop_rx_dispatch.changed() => break StopReason::Shutdown,
-                next = source.next() => next,
+                next = source.next_event() => next,
             };
-            let envelope = match next {
-                Ok(Some(envelope)) => envelope,
+            let event = match next {
+                Ok(Some(event)) => event,
                 Ok(None) => break StopReason::SourceExhausted,
                 Err(e) if e.is_retryable() && self.shared.retry.allows(attempt + 1) => {
                     attempt += 1;
@@ -372,6 +410,61 @@ impl Runner {
                 }
             };
             attempt = 0;
+            let envelope = match event {
+                SourceEvent::Command(envelope) => envelope,
+                SourceEvent::Assigned(partitions) => {
+                    let new: Vec<i32> = partitions
+                        .into_iter()
+                        .filter(|p| owned.insert(*p))
+                        .collect();
+                    revoked.retain(|p| !new.contains(p));
+                    let adopted = tokio::select! {
+                        biased;
+                        _ = &mut shutdown => break StopReason::Shutdown,
+                        adopted = self.adopt(&new, &senders) => adopted,
+                    };
+                    if let Err(e) = adopted {
+                        failure = Some(e);
+                        break StopReason::Shutdown;
+                    }
+                    continue;
+                }
+                SourceEvent::Revoked { partitions, done } => {
+                    for p in &partitions {
+                        owned.remove(p);
+                        revoked.insert(*p);
+                    }
+                    let released = tokio::select! {
+                        biased;
+                        _ = &mut shutdown => break StopReason::Shutdown,
+                        released = self.release(&partitions, &senders) => released,
+                    };
+                    if released.is_err() {
+                        break StopReason::Shutdown;
+                    }
+                    done.ack();
+                    continue;
+                }
+            };
+            let partition = envelope.origin.partition;
+            if !owned.contains(&partition) {
+                if revoked.contains(&partition) {
+                    // Left over from a revoked partition: its next owner gets it again.
+                    continue;
+                }
+                // A source that does not report ownership owns what it delivers.
+                owned.insert(partition);
+                let new = [partition];
+                let adopted = tokio::select! {
+                    biased;
+                    _ = &mut shutdown => { dropped += 1; break StopReason::Shutdown }
+                    adopted = self.adopt(&new, &senders) => adopted,
+                };
+                if let Err(e) = adopted {
+                    failure = Some(e);
+                    break StopReason::Shutdown;
+                }
+            }
             received += 1;
             let shard = (envelope.command.order_id().shard_key() % self.workers as u64) as usize;
             let work = Work::Command {
@@ -428,6 +521,75 @@ impl Runner {
 }
 
 impl Runner {
+    /// Takes over `partitions`: restores their orders from the state log (if any) and hands
+    /// each worker its share, ahead of any command of them.
+    async fn adopt(&self, partitions: &[i32], senders: &[mpsc::Sender<Work>]) -> Result<(), Error> {
+        let restores = partitions.iter().map(|&partition| async move {
+            let changes = match &self.shared.state_log {
+                Some(log) => {
+                    let started = Instant::now();
+                    let changes = self.shared.retry.run(|| log.restore(partition)).await?;
+                    tracing::info!(
+                        partition,
+                        orders = changes.len(),
+                        millis = started.elapsed().as_millis() as u64,
+                        "restored partition"
+                    );
+                    changes
+                }
+                None => Vec::new(),
+            };
+            Ok::<_, Error>((partition, changes))
+        });
+        for restored in futures_util::future::join_all(restores).await {
+            let (partition, changes) = restored?;
+            let mut shares: HashMap<usize, Vec<StateChange>> = HashMap::new();
+            for change in changes {
+                let shard = (change.state.id.shard_key() % self.workers as u64) as usize;
+                shares.entry(shard).or_default().push(change);
+            }
+            for (shard, sender) in senders.iter().enumerate() {
+                let changes = shares.remove(&shard).unwrap_or_default();
+                sender
+                    .send(Work::Adopt { partition, changes })
+                    .await
+                    .map_err(|_| Error::Closed("runner worker"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives up `partitions`: every worker finishes what it has of them, then drops their
+    /// orders and timers.
+    async fn release(
+        &self,
+        partitions: &[i32],
+        senders: &[mpsc::Sender<Work>],
+    ) -> Result<(), Error> {
+        let mut answers = Vec::with_capacity(senders.len());
+        for sender in senders {
+            let (done, answer) = oneshot::channel();
+            sender
+                .send(Work::Revoke {
+                    partitions: partitions.to_vec(),
+                    done,
+                })
+                .await
+                .map_err(|_| Error::Closed("runner worker"))?;
+            answers.push(answer);
+        }
+        for answer in answers {
+            answer.await.map_err(|_| Error::Closed("runner worker"))?;
+        }
+        if let Some(log) = &self.shared.state_log {
+            for &p in partitions {
+                log.release(p);
+            }
+        }
+        tracing::info!(?partitions, "released partitions");
+        Ok(())
+    }
+
     /// Queues an advance for every stored order waiting in a state with an automatic advance.
     async fn resume(&self, senders: &[mpsc::Sender<Work>]) -> Result<(), Error> {
         let lifecycle = Arc::clone(self.shared.engine.lifecycle());
@@ -455,6 +617,7 @@ impl Runner {
                     let work = Work::Advance {
                         order_id: order.id,
                         version: order.version,
+                        owner: None,
                     };
                     senders[shard]
                         .send(work)

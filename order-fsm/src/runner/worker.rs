@@ -1,5 +1,6 @@
-//! One worker: takes a batch from its queue, plans it with the engine, publishes, commits,
-//! acknowledges.
+//! One worker: takes a batch from its queue, plans it with the engine, makes it durable,
+//! publishes, acknowledges; adopts and releases the orders of partitions its runner gains
+//! and loses.
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
@@ -8,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::metrics::BatchTally;
+use super::ownership::Ownership;
 use super::Shared;
 use crate::{
-    Command, DeadLetter, Envelope, Error, Event, EventId, OrderId, OrderState, Origin,
+    Command, DeadLetter, Envelope, Error, Event, EventId, OrderId, OrderState, Origin, StateChange,
     TransitionRecord, TransitionSink,
 };
 
@@ -26,8 +28,35 @@ pub(crate) enum Work {
         envelope: Envelope,
         received: Instant,
     },
-    /// A timer fired: advance `order_id` if it is still at `version`.
-    Advance { order_id: OrderId, version: u64 },
+    /// A timer fired: advance `order_id` if it is still at `version` (and, with an owner
+    /// `(partition, epoch)`, if the partition is still held under that epoch).
+    Advance {
+        order_id: OrderId,
+        version: u64,
+        owner: Option<(i32, u64)>,
+    },
+    /// The runner now owns `partition`: hold these restored states, re-arm their timers and
+    /// publish what their last writer may not have.
+    Adopt {
+        partition: i32,
+        changes: Vec<StateChange>,
+    },
+    /// The runner loses `partitions`: finish what came before, drop their orders, answer.
+    Revoke {
+        partitions: Vec<i32>,
+        done: oneshot::Sender<()>,
+    },
+}
+
+impl Work {
+    fn partition(&self) -> Option<i32> {
+        match self {
+            Work::Command { envelope, .. } => Some(envelope.origin.partition),
+            Work::Advance { owner, .. } => owner.map(|(p, _)| p),
+            Work::Adopt { partition, .. } => Some(*partition),
+            Work::Revoke { .. } => None,
+        }
+    }
 }
 
 pub(crate) struct WorkerReport {
@@ -48,6 +77,16 @@ pub(crate) struct Worker {
     rng: SmallRng,
     tally: BatchTally,
     acked: u64,
+    ownership: Ownership,
+    /// An adoption or revocation taken from the queue, handled once the batch before it is.
+    control: Option<Work>,
+}
+
+/// One new state of a batch, with the version the store had.
+struct Write {
+    expected: u64,
+    state: OrderState,
+    partition: Option<i32>,
 }
 
 /// What a batch decided, before anything is written.
@@ -56,9 +95,11 @@ struct Plan {
     records: Vec<TransitionRecord>,
     dead_letters: Vec<DeadLetter>,
     /// New states with the version each write expects in the store.
-    writes: Vec<(u64, OrderState)>,
+    writes: Vec<Write>,
     /// Advances to schedule: order, version to advance from, delay.
     timers: Vec<(OrderId, u64, Duration)>,
+    /// Orders written, by partition, and whether each is now finished.
+    held: Vec<(i32, OrderId, bool)>,
 }
 
 /// A batch-local view of an order: the version in the store and the state being built.
@@ -66,6 +107,7 @@ struct Cached {
     stored_version: u64,
     state: Option<OrderState>,
     dirty: bool,
+    partition: Option<i32>,
 }
 
 enum Interrupted {
@@ -95,6 +137,21 @@ impl Worker {
             rng: SmallRng::seed_from_u64(seed ^ (id as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             tally: BatchTally::default(),
             acked: 0,
+            ownership: Ownership::default(),
+            control: None,
+        }
+    }
+
+    /// Puts `work` in the batch, holds it back as the pending control item, or drops it (a
+    /// timer of a partition no longer held).
+    fn take(&mut self, work: Work, batch: &mut Vec<Work>) {
+        match work {
+            Work::Advance {
+                owner: Some((partition, epoch)),
+                ..
+            } if !self.ownership.is_current(partition, epoch) => {}
+            Work::Adopt { .. } | Work::Revoke { .. } => self.control = Some(work),
+            work => batch.push(work),
         }
     }
 
@@ -102,6 +159,8 @@ impl Worker {
         let mut batch: Vec<Work> = Vec::with_capacity(self.shared.max_batch);
         let mut commands_open = true;
         let mut outcome = Ok(());
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             if *self.stop.borrow() || (!commands_open && self.pending_timers == 0) {
                 break;
@@ -111,30 +170,44 @@ impl Worker {
                 _ = self.stop.changed() => break,
                 Some(work) = self.timers_rx.recv() => {
                     self.pending_timers -= 1;
-                    batch.push(work);
+                    self.take(work, &mut batch);
                 }
                 work = self.commands.recv(), if commands_open => match work {
-                    Some(work) => batch.push(work),
+                    Some(work) => self.take(work, &mut batch),
                     None => {
                         commands_open = false;
                         continue;
                     }
                 },
+                _ = sweep.tick() => {}
             }
-            while batch.len() < self.shared.max_batch {
+            while batch.len() < self.shared.max_batch && self.control.is_none() {
                 let Ok(work) = self.timers_rx.try_recv() else {
                     break;
                 };
                 self.pending_timers -= 1;
-                batch.push(work);
+                self.take(work, &mut batch);
             }
-            while batch.len() < self.shared.max_batch {
+            while batch.len() < self.shared.max_batch && self.control.is_none() {
                 let Ok(work) = self.commands.try_recv() else {
                     break;
                 };
-                batch.push(work);
+                self.take(work, &mut batch);
             }
-            match self.process(&mut batch).await {
+            let mut step = if batch.is_empty() {
+                Ok(())
+            } else {
+                self.process(&mut batch).await
+            };
+            if step.is_ok() {
+                if let Some(control) = self.control.take() {
+                    step = self.control(control).await;
+                }
+            }
+            if step.is_ok() {
+                step = self.expire().await;
+            }
+            match step {
                 Ok(()) => {}
                 Err(Interrupted::Stopped) => break,
                 Err(Interrupted::Failed(e)) => {
@@ -159,26 +232,122 @@ impl Worker {
         })
     }
 
-    /// Plans, publishes, commits and acknowledges one batch, retrying what may succeed later.
-    /// On success the batch is drained; on interruption it is left as it was.
-    async fn process(&mut self, batch: &mut Vec<Work>) -> Result<(), Interrupted> {
-        let mut attempt = 0u32;
-        let plan = loop {
-            self.tally.clear();
-            let result = match self.plan(batch).await {
-                Ok(mut plan) => self.write(&mut plan).await.map(|()| plan),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(plan) => break plan,
-                Err(e) if e.is_retryable() && self.shared.retry.allows(attempt + 1) => {
-                    attempt += 1;
-                    tracing::warn!(worker = self.id, attempt, error = %e, "retrying batch");
-                    self.backoff(attempt).await?;
+    /// Waits before another attempt after `error`, or gives up on it.
+    async fn retry_after(
+        &mut self,
+        attempt: &mut u32,
+        error: Error,
+        what: &str,
+    ) -> Result<(), Interrupted> {
+        if !(error.is_retryable() && self.shared.retry.allows(*attempt + 1)) {
+            return Err(Interrupted::Failed(error));
+        }
+        *attempt += 1;
+        tracing::warn!(worker = self.id, attempt = *attempt, error = %error, "{what} failed, retrying");
+        self.backoff(*attempt).await
+    }
+
+    /// Handles an adoption or a revocation.
+    async fn control(&mut self, control: Work) -> Result<(), Interrupted> {
+        let shared = Arc::clone(&self.shared);
+        match control {
+            Work::Adopt { partition, changes } => {
+                let epoch = self.ownership.adopt(partition);
+                let lifecycle = Arc::clone(shared.engine.lifecycle());
+                let now = Instant::now();
+                let mut records = Vec::new();
+                for change in changes {
+                    let state = &change.state;
+                    self.ownership.hold(
+                        partition,
+                        state.id,
+                        lifecycle.is_terminal(state.status),
+                        now,
+                    );
+                    if let (Some(dwell), Some(_)) =
+                        (shared.auto_advance, lifecycle.advance_event(state.status))
+                    {
+                        // Due when the state's dwell, counted from when it was entered, ends.
+                        let due = state.updated_at.plus(dwell.sample(&mut self.rng));
+                        let delay = Duration::from_micros(due.micros_since(shared.clock.now()));
+                        self.arm(state.id, state.version, Some((partition, epoch)), delay);
+                    }
+                    records.extend(change.unpublished(&lifecycle));
+                    let mut attempt = 0;
+                    while let Err(e) = shared.store.put(change.state.clone()).await {
+                        self.retry_after(&mut attempt, e, "store").await?;
+                    }
                 }
-                Err(e) => return Err(Interrupted::Failed(e)),
+                if let (Some(sink), false) = (&shared.sink, records.is_empty()) {
+                    let mut attempt = 0;
+                    while let Err(e) = sink.publish(&records).await {
+                        self.retry_after(&mut attempt, e, "transition sink").await?;
+                    }
+                }
             }
+            Work::Revoke { partitions, done } => {
+                for partition in partitions {
+                    let orders = self.ownership.release(partition);
+                    // Only a store that can be restored is emptied; without a state log
+                    // the store is the only copy.
+                    if shared.state_log.is_some() {
+                        let mut attempt = 0;
+                        while let Err(e) = shared.store.evict(&orders).await {
+                            self.retry_after(&mut attempt, e, "store").await?;
+                        }
+                    }
+                }
+                let _ = done.send(());
+            }
+            work => self.control = Some(work),
+        }
+        Ok(())
+    }
+
+    /// Lets finished orders whose retention passed leave the store (and the state log).
+    async fn expire(&mut self) -> Result<(), Interrupted> {
+        let shared = Arc::clone(&self.shared);
+        let Some(retention) = shared.retention else {
+            return Ok(());
         };
+        for (partition, orders) in self.ownership.expire(retention, Instant::now()) {
+            if let Some(log) = &shared.state_log {
+                let mut attempt = 0;
+                while let Err(e) = log.forget(partition, &orders).await {
+                    self.retry_after(&mut attempt, e, "state log").await?;
+                }
+            }
+            let mut attempt = 0;
+            while let Err(e) = shared.store.evict(&orders).await {
+                self.retry_after(&mut attempt, e, "store").await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Schedules an automatic advance of `order_id` from `version` after `delay`.
+    fn arm(&mut self, order_id: OrderId, version: u64, owner: Option<(i32, u64)>, delay: Duration) {
+        self.pending_timers += 1;
+        let tx = self.timers_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = tx.send(Work::Advance {
+                order_id,
+                version,
+                owner,
+            });
+        });
+    }
+
+    /// Plans, makes durable, publishes and acknowledges one batch, retrying what may
+    /// succeed later. On success the batch is drained; on interruption it is left as it was.
+    async fn process(&mut self, batch: &mut Vec<Work>) -> Result<(), Interrupted> {
+        let plan = if self.shared.state_log.is_some() {
+            self.decide(batch).await?
+        } else {
+            self.decide_shared(batch).await?
+        };
+        let now = Instant::now();
         for work in batch.drain(..) {
             if let Work::Command { envelope, received } = work {
                 envelope.ack.ack();
@@ -188,16 +357,103 @@ impl Worker {
                     .push(received.elapsed().as_micros() as u64);
             }
         }
+        let mut partitions: HashMap<OrderId, i32> = HashMap::new();
+        for &(partition, order, terminal) in &plan.held {
+            self.ownership.hold(partition, order, terminal, now);
+            if !plan.timers.is_empty() {
+                partitions.insert(order, partition);
+            }
+        }
         for (order_id, version, delay) in plan.timers {
-            self.pending_timers += 1;
-            let tx = self.timers_tx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = tx.send(Work::Advance { order_id, version });
-            });
+            let owner = partitions
+                .get(&order_id)
+                .map(|&p| (p, self.ownership.epoch(p)));
+            self.arm(order_id, version, owner, delay);
         }
         self.shared.metrics.record(self.id, &self.tally);
         Ok(())
+    }
+
+    /// With a state log: plan once, then make exactly that plan durable (dead letters, the
+    /// state log, the store) and publish it, retrying each step with the same content, so an
+    /// `(order, version)` never gets two contents.
+    async fn decide(&mut self, batch: &[Work]) -> Result<Plan, Interrupted> {
+        let shared = Arc::clone(&self.shared);
+        let mut attempt = 0;
+        let mut plan = loop {
+            self.tally.clear();
+            match self.plan(batch).await {
+                Ok(plan) => break plan,
+                Err(e) => self.retry_after(&mut attempt, e, "store").await?,
+            }
+        };
+        for letter in &plan.dead_letters {
+            let mut attempt = 0;
+            while let Err(e) = shared.dead_letters.dead_letter(letter).await {
+                self.retry_after(&mut attempt, e, "dead-letter sink")
+                    .await?;
+            }
+        }
+        let lifecycle = shared.engine.lifecycle();
+        let mut changes = Vec::with_capacity(plan.writes.len());
+        for write in std::mem::take(&mut plan.writes) {
+            match write.partition {
+                Some(partition) => {
+                    plan.held.push((
+                        partition,
+                        write.state.id,
+                        lifecycle.is_terminal(write.state.status),
+                    ));
+                    changes.push(StateChange {
+                        partition,
+                        state: write.state,
+                        published_up_to: write.expected,
+                    });
+                }
+                None => {
+                    let mut attempt = 0;
+                    while let Err(e) = shared.store.put(write.state.clone()).await {
+                        self.retry_after(&mut attempt, e, "store").await?;
+                    }
+                }
+            }
+        }
+        if let (Some(log), false) = (&shared.state_log, changes.is_empty()) {
+            let mut attempt = 0;
+            while let Err(e) = log.append(&changes).await {
+                self.retry_after(&mut attempt, e, "state log").await?;
+            }
+        }
+        for change in changes {
+            let mut attempt = 0;
+            while let Err(e) = shared.store.put(change.state.clone()).await {
+                self.retry_after(&mut attempt, e, "store").await?;
+            }
+        }
+        if let (Some(sink), false) = (&shared.sink, plan.records.is_empty()) {
+            let mut attempt = 0;
+            while let Err(e) = sink.publish(&plan.records).await {
+                self.retry_after(&mut attempt, e, "transition sink").await?;
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Without a state log (the store is shared or the only copy): publish, then
+    /// compare-and-set; any failure plans the batch again from the store.
+    async fn decide_shared(&mut self, batch: &[Work]) -> Result<Plan, Interrupted> {
+        let mut attempt = 0u32;
+        loop {
+            self.tally.clear();
+            let result = match self.plan(batch).await {
+                Ok(mut plan) => self.write(&mut plan).await.map(|()| plan),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(plan) => return Ok(plan),
+                Err(e) => self.retry_after(&mut attempt, e, "batch").await?,
+            }
+        }
     }
 
     async fn backoff(&mut self, attempt: u32) -> Result<(), Interrupted> {
@@ -217,11 +473,19 @@ impl Worker {
             self.shared.dead_letters.dead_letter(letter).await?;
         }
         let mut conflict = None;
-        for (expected, state) in &plan.writes {
+        let lifecycle = self.shared.engine.lifecycle();
+        for write in &plan.writes {
+            if let Some(partition) = write.partition {
+                plan.held.push((
+                    partition,
+                    write.state.id,
+                    lifecycle.is_terminal(write.state.status),
+                ));
+            }
             match self
                 .shared
                 .store
-                .compare_and_set(*expected, state.clone())
+                .compare_and_set(write.expected, write.state.clone())
                 .await
             {
                 Ok(()) => {}
@@ -238,17 +502,20 @@ impl Worker {
         let mut plan = Plan::default();
         let mut cache: HashMap<OrderId, Cached> = HashMap::new();
         for work in batch {
+            let partition = work.partition();
             match work {
                 Work::Command { envelope, .. } => {
                     let order_id = envelope.command.order_id();
-                    let cached = self.load(&mut cache, order_id).await?;
+                    let cached = self.load(&mut cache, order_id, partition).await?;
                     let outcome = self.apply_command(cached, &envelope.command, &mut plan);
                     if let Err(e) = outcome {
                         self.reject(&mut plan, envelope, e);
                     }
                 }
-                &Work::Advance { order_id, version } => {
-                    let cached = self.load(&mut cache, order_id).await?;
+                &Work::Advance {
+                    order_id, version, ..
+                } => {
+                    let cached = self.load(&mut cache, order_id, partition).await?;
                     let Some(state) = cached.state.as_mut().filter(|s| s.version == version) else {
                         continue; // the order moved on since the timer was set
                     };
@@ -271,12 +538,20 @@ impl Worker {
                         }
                     }
                 }
+                Work::Adopt { .. } | Work::Revoke { .. } => {}
             }
         }
         plan.writes = cache
             .into_values()
             .filter(|c| c.dirty)
-            .filter_map(|c| c.state.map(|s| (c.stored_version, s)))
+            .filter_map(|c| {
+                let (expected, partition) = (c.stored_version, c.partition);
+                c.state.map(|state| Write {
+                    expected,
+                    state,
+                    partition,
+                })
+            })
             .collect();
         Ok(plan)
     }
@@ -285,8 +560,9 @@ impl Worker {
         &self,
         cache: &'c mut HashMap<OrderId, Cached>,
         id: OrderId,
+        partition: Option<i32>,
     ) -> Result<&'c mut Cached, Error> {
-        Ok(match cache.entry(id) {
+        let cached = match cache.entry(id) {
             Entry::Occupied(cached) => cached.into_mut(),
             Entry::Vacant(slot) => {
                 let state = self.shared.store.get(id).await?;
@@ -294,9 +570,12 @@ impl Worker {
                     stored_version: state.as_ref().map_or(0, |s| s.version),
                     state,
                     dirty: false,
+                    partition,
                 })
             }
-        })
+        };
+        cached.partition = cached.partition.or(partition);
+        Ok(cached)
     }
 
     /// Applies one command to the batch-local state; `Err` is a rejection to dead-letter
