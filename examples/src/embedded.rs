@@ -1,6 +1,7 @@
 //! The whole system in one process on embedded defaults: librdkafka's mock cluster, the gRPC
-//! (or HTTP) intake on a free loopback port, a runner with N workers, an in-memory store,
-//! e-mails into an outbox folder, metrics in memory.
+//! (or HTTP) intake on a free loopback port, a runner with N workers whose orders are kept
+//! in the state topic (cached in memory while live), e-mails into an outbox folder, metrics
+//! in memory.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use order_fsm::{
 use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
 use order_fsm_kafka::{
     provision_mock_topics, KafkaCommandSink, KafkaConfig, KafkaDeadLetterSink, KafkaSource,
-    KafkaTransitionSink,
+    KafkaStateLog, KafkaTransitionSink,
 };
 use rdkafka::mocking::MockCluster;
 use tokio::net::TcpListener;
@@ -48,6 +49,8 @@ pub struct EmbeddedConfig {
     pub mail_from: String,
     /// Give up waiting for orders to finish after this long.
     pub timeout: Duration,
+    /// How long finished orders stay in memory (`None`: for good).
+    pub retention: Option<Duration>,
 }
 
 /// What an embedded run measured.
@@ -83,6 +86,11 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     let metrics = Arc::new(MemorySink::new());
     let mut runner = Runner::builder(Arc::clone(&lifecycle))
         .store(store.clone())
+        .state_log(Arc::new(KafkaStateLog::new(
+            &kafka,
+            Arc::clone(&lifecycle),
+        )?))
+        .retention(config.retention)
         .sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
         .sink(Arc::new(hub.clone()) as Arc<dyn TransitionSink>)
         .dead_letters(Arc::new(KafkaDeadLetterSink::new(&kafka)?))

@@ -13,6 +13,8 @@ pub const DEFAULT_COMMANDS_TOPIC: &str = "orders";
 pub const DEFAULT_TRANSITIONS_TOPIC: &str = "order-transitions";
 /// Default dead-letter topic.
 pub const DEFAULT_DEAD_LETTER_TOPIC: &str = "orders-dlq";
+/// Default topic of order states (the changelog of [`crate::KafkaStateLog`]).
+pub const DEFAULT_STATE_TOPIC: &str = "order-state";
 /// Default consumer group.
 pub const DEFAULT_GROUP: &str = "order-fsm";
 
@@ -27,6 +29,7 @@ pub const DEFAULT_GROUP: &str = "order-fsm";
 ///     .with_property("security.protocol", "sasl_ssl");
 /// assert_eq!(config.group(), "billing");
 /// assert_eq!(config.transitions_topic(), "order-transitions");
+/// assert_eq!(config.state_topic(), order_fsm_kafka::DEFAULT_STATE_TOPIC);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[must_use]
@@ -36,6 +39,7 @@ pub struct KafkaConfig {
     commands_topic: String,
     transitions_topic: String,
     dead_letter_topic: String,
+    state_topic: String,
     commit_interval: Duration,
     properties: BTreeMap<String, String>,
 }
@@ -50,14 +54,15 @@ impl KafkaConfig {
             commands_topic: DEFAULT_COMMANDS_TOPIC.into(),
             transitions_topic: DEFAULT_TRANSITIONS_TOPIC.into(),
             dead_letter_topic: DEFAULT_DEAD_LETTER_TOPIC.into(),
+            state_topic: DEFAULT_STATE_TOPIC.into(),
             commit_interval: Duration::from_millis(500),
             properties: BTreeMap::new(),
         }
     }
 
     /// Reads `ORDER_FSM_KAFKA_BROKERS` (required), and optionally `ORDER_FSM_KAFKA_GROUP`,
-    /// `ORDER_FSM_KAFKA_COMMANDS_TOPIC`, `ORDER_FSM_KAFKA_TRANSITIONS_TOPIC` and
-    /// `ORDER_FSM_KAFKA_DLQ_TOPIC`.
+    /// `ORDER_FSM_KAFKA_COMMANDS_TOPIC`, `ORDER_FSM_KAFKA_TRANSITIONS_TOPIC`,
+    /// `ORDER_FSM_KAFKA_DLQ_TOPIC` and `ORDER_FSM_KAFKA_STATE_TOPIC`.
     ///
     /// # Errors
     /// [`KafkaError::Config`] when `ORDER_FSM_KAFKA_BROKERS` is unset or empty.
@@ -77,6 +82,9 @@ impl KafkaConfig {
         }
         if let Some(topic) = var("ORDER_FSM_KAFKA_DLQ_TOPIC") {
             config.dead_letter_topic = topic;
+        }
+        if let Some(topic) = var("ORDER_FSM_KAFKA_STATE_TOPIC") {
+            config.state_topic = topic;
         }
         Ok(config)
     }
@@ -108,6 +116,13 @@ impl KafkaConfig {
     /// Sets the dead-letter topic.
     pub fn with_dead_letter_topic(mut self, topic: impl Into<String>) -> Self {
         self.dead_letter_topic = topic.into();
+        self
+    }
+
+    /// Sets the topic of order states, the changelog [`crate::KafkaStateLog`] writes and
+    /// restores from. It needs as many partitions as the commands topic.
+    pub fn with_state_topic(mut self, topic: impl Into<String>) -> Self {
+        self.state_topic = topic.into();
         self
     }
 
@@ -149,6 +164,11 @@ impl KafkaConfig {
     /// The dead-letter topic.
     pub fn dead_letter_topic(&self) -> &str {
         &self.dead_letter_topic
+    }
+
+    /// The state (changelog) topic.
+    pub fn state_topic(&self) -> &str {
+        &self.state_topic
     }
 
     /// The periodic commit interval.

@@ -6,10 +6,12 @@
 //!   dead-letter topic.
 //! - [`KafkaTransitionSink`], [`KafkaCommandSink`], [`KafkaDeadLetterSink`]: idempotent
 //!   producers (`acks=all`, key = order id) that wait for every delivery report.
-//! - [`provision_topics`] / [`provision_mock_topics`]: the three topics with a chosen
+//! - [`KafkaStateLog`]: the [`order_fsm::StateLog`] over the state topic (latest state of
+//!   each order, keyed by order id, partition *p* holding the orders of commands partition
+//!   *p*): a worker assigned a partition restores its live orders from it, so orders survive
+//!   rebalances, crashes and scale-out.
+//! - [`provision_topics`] / [`provision_mock_topics`]: the four topics with a chosen
 //!   partition count.
-//! - [`recover_store`]: a [`order_fsm::MemoryStore`] rebuilt from the transitions topic, so a
-//!   restarted worker resumes with the state it had.
 //! - [`KafkaConfig`]: brokers, group, topics and any librdkafka property, `from_env()`.
 //!
 //! Errors are [`KafkaError`]s, classified retryable or fatal, and convert into
@@ -19,13 +21,12 @@
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
 //! use order_fsm::{Dwell, Lifecycle, Runner};
-//! use order_fsm_kafka::{recover_store, KafkaConfig, KafkaDeadLetterSink, KafkaSource, KafkaTransitionSink};
+//! use order_fsm_kafka::{KafkaConfig, KafkaDeadLetterSink, KafkaSource, KafkaStateLog, KafkaTransitionSink};
 //!
 //! let config = KafkaConfig::from_env()?;
 //! let lifecycle = Arc::new(Lifecycle::ecommerce());
-//! let recovered = recover_store(&config, lifecycle.clone(), std::time::Duration::from_secs(30)).await?;
-//! let runner = Runner::builder(lifecycle)
-//!     .store(Arc::new(recovered.store))
+//! let runner = Runner::builder(lifecycle.clone())
+//!     .state_log(Arc::new(KafkaStateLog::new(&config, lifecycle)?))
 //!     .sink(Arc::new(KafkaTransitionSink::new(&config)?))
 //!     .dead_letters(Arc::new(KafkaDeadLetterSink::new(&config)?))
 //!     .auto_advance(Dwell::None)
@@ -34,24 +35,24 @@
 //! # Ok(()) }
 //! ```
 
+mod changelog;
 mod codec;
 mod config;
 mod error;
 mod producer;
-mod recovery;
 mod source;
 mod topics;
 
+pub use changelog::KafkaStateLog;
 pub use codec::{CommandCodec, JsonCodec};
 pub use config::{
     KafkaConfig, DEFAULT_COMMANDS_TOPIC, DEFAULT_DEAD_LETTER_TOPIC, DEFAULT_GROUP,
-    DEFAULT_TRANSITIONS_TOPIC,
+    DEFAULT_STATE_TOPIC, DEFAULT_TRANSITIONS_TOPIC,
 };
 pub use error::KafkaError;
 pub use producer::{
     KafkaCommandSink, KafkaDeadLetterSink, KafkaTransitionSink, HEADER_OFFSET, HEADER_PARTITION,
     HEADER_REASON, HEADER_TOPIC,
 };
-pub use recovery::{recover_store, Recovered};
 pub use source::KafkaSource;
 pub use topics::{provision_mock_topics, provision_topics};

@@ -117,8 +117,8 @@ fn key_of(order_id: OrderId) -> Vec<u8> {
 
 /// Publishes [`TransitionRecord`]s as JSON to the transitions topic, keyed by order id.
 ///
-/// Each record carries two headers that let [`crate::recover_store`] tell a batch cut short
-/// by a crash from a complete one. See [`TransitionSink`] for the contract; a record
+/// Each record carries two headers (`ofsm-batch`, `ofsm-batch-last`) that let a reader
+/// tell the records published together for one order. See [`TransitionSink`] for the contract; a record
 /// published twice appears twice in the topic.
 #[derive(Clone)]
 pub struct KafkaTransitionSink {

@@ -69,8 +69,14 @@ pub trait StateLog: Send + Sync {
     /// The latest state of every order of `partition` (the caller now owns it).
     async fn restore(&self, partition: i32) -> Result<Vec<StateChange>, Error>;
 
-    /// The caller no longer owns `partition`: drop any bookkeeping kept for it.
-    fn release(&self, _partition: i32) {}
+    /// The caller gives `partition` up after a clean hand-over: every change it appended
+    /// there was published. A log may record that, so the next owner's restore does not
+    /// publish those changes' records again ([`StateChange::published_up_to`] of the restored
+    /// changes rises to their version), and drops any bookkeeping kept for the partition.
+    /// Not called after a crash, so the next restore republishes what may be missing.
+    async fn release(&self, _partition: i32) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -84,8 +90,8 @@ impl<L: StateLog + ?Sized> StateLog for Arc<L> {
     async fn restore(&self, partition: i32) -> Result<Vec<StateChange>, Error> {
         (**self).restore(partition).await
     }
-    fn release(&self, partition: i32) {
-        (**self).release(partition);
+    async fn release(&self, partition: i32) -> Result<(), Error> {
+        (**self).release(partition).await
     }
 }
 
@@ -164,6 +170,13 @@ impl StateLog for MemoryStateLog {
             .get(&partition)
             .map(|p| p.values().cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn release(&self, partition: i32) -> Result<(), Error> {
+        for change in self.lock().entry(partition).or_default().values_mut() {
+            change.published_up_to = change.state.version;
+        }
+        Ok(())
     }
 }
 

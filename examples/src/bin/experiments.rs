@@ -53,6 +53,7 @@ fn base(orders: usize) -> EmbeddedConfig {
         language: Language::En,
         mail_from: "orders@shop.example".into(),
         timeout: Duration::from_secs(600),
+        retention: order_fsm::DEFAULT_RETENTION.into(),
     }
 }
 

@@ -51,6 +51,10 @@ struct Args {
     /// Send no mail (measures the pipeline without the outbox's file writes).
     #[arg(long)]
     no_mail: bool,
+    /// Seconds a finished order stays in memory (answering queries and recognising
+    /// redelivered commands) before only the transitions topic has it.
+    #[arg(long, default_value_t = 60)]
+    retention_secs: u64,
     /// Where the summary, charts and outbox go.
     #[arg(long, default_value = "target/pipeline")]
     out: PathBuf,
@@ -83,6 +87,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         language: args.language,
         mail_from: args.mail_from,
         timeout: Duration::from_secs(300),
+        retention: Some(Duration::from_secs(args.retention_secs)),
     })
     .await?;
 

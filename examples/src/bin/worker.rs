@@ -1,5 +1,7 @@
-//! A state-machine worker process: Kafka commands → engine → transitions topic,
-//! Elasticsearch and e-mail. Run as many as the commands topic has partitions.
+//! A state-machine worker process: Kafka commands → engine → state and transitions topics,
+//! Elasticsearch and e-mail. Run up to as many as the commands topic has partitions; each
+//! restores the orders of the partitions it is assigned from the state topic, so workers
+//! may join, leave or crash at any time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +11,7 @@ use order_fsm::{Lifecycle, Runner, TransitionSink};
 use order_fsm_elastic::ElasticBuilder;
 use order_fsm_examples::cli::{self, DwellArgs, KafkaArgs};
 use order_fsm_examples::notify::{EmailNotifier, Language};
-use order_fsm_kafka::{recover_store, KafkaDeadLetterSink, KafkaSource, KafkaTransitionSink};
+use order_fsm_kafka::{KafkaDeadLetterSink, KafkaSource, KafkaStateLog, KafkaTransitionSink};
 
 #[derive(Parser, Debug)]
 #[command(about = "Run order state machines from Kafka, publishing every transition")]
@@ -40,6 +42,10 @@ struct Args {
     /// Language of the mails.
     #[arg(long, value_enum, default_value_t = Language::En)]
     language: Language,
+    /// Seconds a finished order stays in this worker's memory (recognising redelivered
+    /// commands) before it is dropped from memory and from the state topic.
+    #[arg(long, env = "ORDER_FSM_RETENTION_SECS", default_value_t = 60)]
+    retention_secs: u64,
 }
 
 #[tokio::main]
@@ -48,22 +54,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let kafka = args.kafka.provisioned_config().await?;
-    let recovered = recover_store(&kafka, Arc::clone(&lifecycle), Duration::from_secs(60)).await?;
-    eprintln!(
-        "worker: recovered {} orders from {} records ({} repeats, {} rejected commands remembered)",
-        recovered.store.len(),
-        recovered.records,
-        recovered.duplicates,
-        recovered.rejected
-    );
-
     let mut runner = Runner::builder(Arc::clone(&lifecycle))
-        .store(Arc::new(recovered.store))
+        .state_log(Arc::new(KafkaStateLog::new(
+            &kafka,
+            Arc::clone(&lifecycle),
+        )?))
+        .retention(Some(Duration::from_secs(args.retention_secs)))
         .sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
         .dead_letters(Arc::new(KafkaDeadLetterSink::new(&kafka)?))
         .workers(args.workers)
-        .auto_advance(args.dwell.dwell())
-        .resume_pending(true);
+        .auto_advance(args.dwell.dwell());
     if let Some(url) = &args.es_url {
         let elastic = ElasticBuilder::new(url.clone())
             .with_index_prefix(args.es_index_prefix.clone())

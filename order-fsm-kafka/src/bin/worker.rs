@@ -1,15 +1,17 @@
-//! A worker process: rebuilds its store from the transitions topic, then runs the ecommerce
-//! lifecycle (automatic advance, no dwell) on the commands topic until SIGINT/SIGTERM.
+//! A worker process: runs the ecommerce lifecycle (automatic advance) on the commands topic
+//! as a member of the consumer group until SIGINT/SIGTERM. The orders of each partition it
+//! is assigned are restored from the state topic first, so workers can join, leave and crash.
 //!
-//! Configuration comes from the environment (see `KafkaConfig::from_env`); each
-//! `--property key=value` argument sets a librdkafka property. Progress goes to stderr.
+//! Configuration comes from the environment (see `KafkaConfig::from_env`); arguments:
+//! `--property key=value` sets a librdkafka property, `--dwell-ms N` holds every state N ms
+//! before its automatic advance (default 0). Progress goes to stderr.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use order_fsm::{Dwell, Lifecycle, Runner};
 use order_fsm_kafka::{
-    recover_store, KafkaConfig, KafkaDeadLetterSink, KafkaSource, KafkaTransitionSink,
+    KafkaConfig, KafkaDeadLetterSink, KafkaSource, KafkaStateLog, KafkaTransitionSink,
 };
 
 #[tokio::main]
@@ -22,6 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_writer(std::io::stderr)
         .init();
     let mut config = KafkaConfig::from_env()?;
+    let mut dwell = Dwell::None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -30,25 +33,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let (key, value) = pair.split_once('=').ok_or("--property needs key=value")?;
                 config = config.with_property(key, value);
             }
+            "--dwell-ms" => {
+                let ms: u64 = args.next().ok_or("--dwell-ms needs a number")?.parse()?;
+                dwell = Dwell::Fixed(Duration::from_millis(ms));
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
     let lifecycle = Arc::new(Lifecycle::ecommerce());
-    let recovered =
-        recover_store(&config, Arc::clone(&lifecycle), Duration::from_secs(120)).await?;
-    eprintln!(
-        "recovered orders={} records={} duplicates={} incomplete={} rejected={}",
-        recovered.store.len(),
-        recovered.records,
-        recovered.duplicates,
-        recovered.incomplete,
-        recovered.rejected
-    );
-    let runner = Runner::builder(lifecycle)
-        .store(Arc::new(recovered.store))
+    let runner = Runner::builder(Arc::clone(&lifecycle))
+        .state_log(Arc::new(KafkaStateLog::new(&config, lifecycle)?))
         .sink(Arc::new(KafkaTransitionSink::new(&config)?))
         .dead_letters(Arc::new(KafkaDeadLetterSink::new(&config)?))
-        .auto_advance(Dwell::None)
+        .auto_advance(dwell)
         .build()?;
     let source = KafkaSource::new(&config)?;
     eprintln!("running");

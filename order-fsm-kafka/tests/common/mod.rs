@@ -1,6 +1,8 @@
 //! Shared helpers of the integration tests: brokers, unique topics, reading topics back.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod process;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -49,6 +51,7 @@ impl Broker {
             .with_commands_topic(format!("{test}-orders-{id}"))
             .with_transitions_topic(format!("{test}-transitions-{id}"))
             .with_dead_letter_topic(format!("{test}-dlq-{id}"))
+            .with_state_topic(format!("{test}-state-{id}"))
             .with_property("session.timeout.ms", "6000")
             .with_property("heartbeat.interval.ms", "500");
         // tansu 0.6.0 serves nothing when a fetch starts inside a record batch, so a

@@ -87,8 +87,10 @@ pub struct RunnerBuilder {
     retention: Option<Duration>,
 }
 
-/// How long finished orders stay in a runner's store by default.
-pub const DEFAULT_RETENTION: Duration = Duration::from_secs(600);
+/// How long finished orders stay in a runner's store by default: long enough to recognise
+/// the commands a rebalance or crash redelivers (those after the last offset commit, every
+/// 500 ms by default), short enough that a restore reads little more than the live orders.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(60);
 
 impl RunnerBuilder {
     /// Makes every batch durable in `log` before it is published and acknowledged, and
@@ -418,6 +420,7 @@ impl Runner {
                         .filter(|p| owned.insert(*p))
                         .collect();
                     revoked.retain(|p| !new.contains(p));
+                    tracing::info!(partitions = ?new, "assigned partitions");
                     let adopted = tokio::select! {
                         biased;
                         _ = &mut shutdown => break StopReason::Shutdown,
@@ -496,12 +499,13 @@ impl Runner {
             let _ = task.await;
         }
 
-        let (mut acked, mut unacked) = (0, dropped);
+        let (mut acked, mut unacked, mut clean) = (0, dropped, true);
         for result in results {
             match result {
                 Ok(Ok(report)) => {
                     acked += report.acked;
                     unacked += report.unacked;
+                    clean &= !report.interrupted;
                 }
                 Ok(Err(e)) => failure = failure.or(Some(e)),
                 Err(_) => failure = failure.or(Some(Error::Closed("a runner worker panicked"))),
@@ -509,6 +513,14 @@ impl Runner {
         }
         if let Some(e) = failure {
             return Err(e);
+        }
+        // Every batch made durable was also published: the next owners need not republish.
+        if let (true, Some(log)) = (clean, &self.shared.state_log) {
+            for &partition in &owned {
+                if let Err(e) = log.release(partition).await {
+                    tracing::warn!(partition, error = %e, "state log did not record the hand-over");
+                }
+            }
         }
         Ok(RunReport {
             stopped_by,
@@ -582,8 +594,11 @@ impl Runner {
             answer.await.map_err(|_| Error::Closed("runner worker"))?;
         }
         if let Some(log) = &self.shared.state_log {
-            for &p in partitions {
-                log.release(p);
+            for &partition in partitions {
+                // Only spares the next owner republishing: a failure costs duplicates.
+                if let Err(e) = log.release(partition).await {
+                    tracing::warn!(partition, error = %e, "state log did not record the hand-over");
+                }
             }
         }
         tracing::info!(?partitions, "released partitions");

@@ -62,6 +62,8 @@ impl Work {
 pub(crate) struct WorkerReport {
     pub(crate) acked: u64,
     pub(crate) unacked: u64,
+    /// Whether the stop cut a batch short (it may be durable but not published).
+    pub(crate) interrupted: bool,
 }
 
 pub(crate) struct Worker {
@@ -159,6 +161,7 @@ impl Worker {
         let mut batch: Vec<Work> = Vec::with_capacity(self.shared.max_batch);
         let mut commands_open = true;
         let mut outcome = Ok(());
+        let mut interrupted = false;
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -209,7 +212,10 @@ impl Worker {
             }
             match step {
                 Ok(()) => {}
-                Err(Interrupted::Stopped) => break,
+                Err(Interrupted::Stopped) => {
+                    interrupted = true;
+                    break;
+                }
                 Err(Interrupted::Failed(e)) => {
                     self.stop_all.send_replace(true);
                     outcome = Err(e);
@@ -229,6 +235,7 @@ impl Worker {
         outcome.map(|()| WorkerReport {
             acked: self.acked,
             unacked,
+            interrupted,
         })
     }
 

@@ -1,0 +1,662 @@
+//! [`KafkaStateLog`]: the state changelog of the runner over a Kafka topic, restored from a
+//! point that depends on the orders still live, not on the partition's history.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use order_fsm::{Error, Lifecycle, OrderId, StateChange, StateLog, StateRecord};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::{KafkaConfig, KafkaError};
+
+/// Header of every state record and tombstone: the offset a restore of its partition may
+/// start from and still find the latest record of every order live when it was produced.
+const HEADER_RESTORE_FROM: &str = "order-fsm-restore-from";
+
+/// Header of the record [`StateLog::release`] writes: every change before it was published.
+const HEADER_HANDOVER: &str = "order-fsm-handover";
+
+/// Key of hand-over records (not an order id, so never a tombstone).
+const HANDOVER_KEY: &str = "order-fsm-handover";
+
+/// Default bound of one [`StateLog::restore`].
+const DEFAULT_RESTORE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How often a restore logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// A [`StateLog`] over `config`'s state topic: one JSON [`StateRecord`] per change, keyed by
+/// order id, at the change's own partition; a tombstone (no payload) per forgotten order.
+///
+/// # Restore cost
+/// Restoring a partition does not read its whole history. For every partition it restored
+/// (and so owns), the log remembers the offset of the latest record of each live order; every
+/// record it produces carries a header `order-fsm-restore-from` with the smallest of those
+/// offsets (or the partition's end when there are none). Every order live when a record is
+/// produced has its latest record at or after that offset, and later records land after it,
+/// so a restore reads the partition's last record, then only from its header to the end.
+/// Forgetting finished orders moves that point on: a restore reads about as many records as
+/// there are live orders, plus what was written since the oldest of them last changed.
+/// Records written to a partition this log did not restore first carry offset 0 (restore
+/// from the start), as the log cannot know the orders earlier owners wrote there. Log
+/// compaction (`cleanup.policy=compact`, see [`crate::provision_topics`]) only shortens the
+/// stretch that is read; correctness never depends on it.
+///
+/// # Contract
+/// See [`StateLog`]. `append` and `forget` return `Ok` only once the broker acknowledged
+/// every record (idempotent producer, `acks=all`); a failed delivery is an
+/// [`Error::Unavailable`] when retrying may help. The owner of a partition is assumed to be
+/// its only writer: `restore` reads up to the high watermark it saw at its start. A record
+/// that does not decode is skipped with a warning. Concurrent appends of the same order are
+/// not expected (the runner handles an order on one task).
+///
+/// # Brokers
+/// A restore starts fetching at the partition's last offset and at the restore point. tansu
+/// 0.6.0 serves nothing when a fetch starts inside a record batch, and its watermarks count
+/// batches: against it, producers must write one record per batch (`batch.num.messages=1`,
+/// set with [`KafkaConfig::with_property`]).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use order_fsm::{Lifecycle, StateLog};
+/// use order_fsm_kafka::{KafkaConfig, KafkaStateLog};
+///
+/// let config = KafkaConfig::from_env()?;
+/// let log = KafkaStateLog::new(&config, Arc::new(Lifecycle::ecommerce()))?
+///     .with_restore_timeout(std::time::Duration::from_secs(120));
+/// let orders = log.restore(0).await?;
+/// println!("{} live orders in partition 0", orders.len());
+/// # Ok(()) }
+/// ```
+pub struct KafkaStateLog {
+    producer: FutureProducer,
+    config: KafkaConfig,
+    topic: Arc<str>,
+    lifecycle: Arc<Lifecycle>,
+    restore_timeout: Duration,
+    partitions: Mutex<HashMap<i32, Positions>>,
+    last_restore_records: AtomicU64,
+}
+
+impl std::fmt::Debug for KafkaStateLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let owned: Vec<i32> = {
+            let mut owned: Vec<i32> = self.lock().keys().copied().collect();
+            owned.sort_unstable();
+            owned
+        };
+        f.debug_struct("KafkaStateLog")
+            .field("topic", &self.topic)
+            .field("restore_timeout", &self.restore_timeout)
+            .field("tracked_partitions", &owned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaStateLog {
+    /// A log over `config`'s state topic, decoding states with `lifecycle`. The topic must
+    /// exist ([`crate::provision_topics`]) with the commands topic's partition count.
+    ///
+    /// # Errors
+    /// [`KafkaError::Config`] for an invalid property.
+    pub fn new(config: &KafkaConfig, lifecycle: Arc<Lifecycle>) -> Result<Self, KafkaError> {
+        Ok(Self {
+            producer: config.producer_config().create()?,
+            config: config.clone(),
+            topic: config.state_topic().into(),
+            lifecycle,
+            restore_timeout: DEFAULT_RESTORE_TIMEOUT,
+            partitions: Mutex::new(HashMap::new()),
+            last_restore_records: AtomicU64::new(0),
+        })
+    }
+
+    /// Bounds each restore of a partition (default 60 s); a restore that does not reach the
+    /// partition's end in time fails with [`Error::Unavailable`].
+    #[must_use]
+    pub fn with_restore_timeout(mut self, timeout: Duration) -> Self {
+        self.restore_timeout = timeout;
+        self
+    }
+
+    /// How many records the last finished [`StateLog::restore`] read from the topic (the
+    /// partition's last record included): a measure of what a restore costs.
+    pub fn records_read_by_last_restore(&self) -> u64 {
+        self.last_restore_records.load(Ordering::Relaxed)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<i32, Positions>> {
+        self.partitions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The restore-from header of each partition, as it stands before producing.
+    fn restore_points(&self, partitions: impl Iterator<Item = i32>) -> HashMap<i32, String> {
+        let tracked = self.lock();
+        partitions
+            .map(|p| {
+                // An untracked partition may hold orders of earlier owners: from the start.
+                let from = tracked.get(&p).map_or(0, Positions::restore_from);
+                (p, from.to_string())
+            })
+            .collect()
+    }
+
+    /// Produces `records`, waits for every delivery report, and records the offsets of
+    /// those delivered. Returns the first failure.
+    async fn send(&self, records: Vec<Outgoing>) -> Result<(), KafkaError> {
+        let from = self.restore_points(records.iter().map(|r| r.partition));
+        let mut in_flight: Vec<(Written, DeliveryFuture)> = Vec::with_capacity(records.len());
+        let mut failure = None;
+        'records: for outgoing in records {
+            let key = outgoing.order.to_string();
+            let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+                key: HEADER_RESTORE_FROM,
+                value: Some(&from[&outgoing.partition]),
+            });
+            let mut record = FutureRecord::<str, [u8]>::to(&self.topic)
+                .partition(outgoing.partition)
+                .key(&key)
+                .headers(headers);
+            if let Some(payload) = &outgoing.payload {
+                record = record.payload(&payload[..]);
+            }
+            let written = Written {
+                partition: outgoing.partition,
+                order: outgoing.order,
+                tombstone: outgoing.payload.is_none(),
+            };
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        in_flight.push((written, delivery));
+                        break;
+                    }
+                    Err((ClientError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The local queue is full: settle what is in flight, then go on. The
+                        // headers computed before stay valid (they only get more cautious).
+                        record = back;
+                        if let Err(e) = self.settle(&mut in_flight).await {
+                            failure = Some(e);
+                            break 'records;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err((e, _)) => {
+                        failure = Some(e.into());
+                        break 'records;
+                    }
+                }
+            }
+        }
+        // Always wait for what was enqueued, so a failed call leaves nothing in flight.
+        let settled = self.settle(&mut in_flight).await;
+        match failure {
+            Some(e) => Err(e),
+            None => settled,
+        }
+    }
+
+    /// Awaits every delivery of `in_flight`, then records the offsets of those delivered.
+    async fn settle(
+        &self,
+        in_flight: &mut Vec<(Written, DeliveryFuture)>,
+    ) -> Result<(), KafkaError> {
+        let mut outcome = Ok(());
+        let mut delivered = Vec::with_capacity(in_flight.len());
+        for (written, delivery) in in_flight.drain(..) {
+            let result = match delivery.await {
+                Ok(Ok(d)) => {
+                    delivered.push((written, d.offset));
+                    Ok(())
+                }
+                Ok(Err((e, _))) => Err(KafkaError::from(e)),
+                Err(_) => Err(KafkaError::Canceled),
+            };
+            if let (Err(e), Ok(())) = (result, &outcome) {
+                outcome = Err(e);
+            }
+        }
+        let mut tracked = self.lock();
+        for (written, offset) in delivered {
+            if let Some(positions) = tracked.get_mut(&written.partition) {
+                if written.tombstone {
+                    positions.forgotten(written.order, offset);
+                } else {
+                    positions.written(written.order, offset);
+                }
+            }
+        }
+        outcome
+    }
+}
+
+/// One record to produce.
+struct Outgoing {
+    partition: i32,
+    order: OrderId,
+    /// `None` for a tombstone.
+    payload: Option<Vec<u8>>,
+}
+
+/// What a delivered record changes in the bookkeeping.
+struct Written {
+    partition: i32,
+    order: OrderId,
+    tombstone: bool,
+}
+
+/// Where the latest record of each live order of one partition is.
+#[derive(Debug, Default)]
+struct Positions {
+    latest: HashMap<OrderId, i64>,
+    by_offset: BTreeMap<i64, OrderId>,
+    /// The offset after the last record delivered (or the high watermark at restore).
+    end: i64,
+}
+
+impl Positions {
+    /// The offset the latest record of every live order is at or after.
+    fn restore_from(&self) -> i64 {
+        self.by_offset.keys().next().copied().unwrap_or(self.end)
+    }
+
+    /// A record of `order` is at `offset`.
+    fn written(&mut self, order: OrderId, offset: i64) {
+        self.end = self.end.max(offset + 1);
+        match self.latest.get(&order) {
+            Some(&old) if old >= offset => return,
+            Some(&old) => {
+                self.by_offset.remove(&old);
+            }
+            None => {}
+        }
+        self.latest.insert(order, offset);
+        self.by_offset.insert(offset, order);
+    }
+
+    /// A tombstone of `order` is at `offset`.
+    fn forgotten(&mut self, order: OrderId, offset: i64) {
+        self.end = self.end.max(offset + 1);
+        if let Some(&old) = self.latest.get(&order) {
+            if old < offset {
+                self.latest.remove(&order);
+                self.by_offset.remove(&old);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl StateLog for KafkaStateLog {
+    async fn append(&self, changes: &[StateChange]) -> Result<(), Error> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let mut records = Vec::with_capacity(changes.len());
+        for change in changes {
+            let record = StateRecord::of_change(&self.lifecycle, change);
+            records.push(Outgoing {
+                partition: change.partition,
+                order: change.state.id,
+                payload: Some(serde_json::to_vec(&record).map_err(KafkaError::from)?),
+            });
+        }
+        Ok(self.send(records).await?)
+    }
+
+    async fn forget(&self, partition: i32, orders: &[OrderId]) -> Result<(), Error> {
+        if orders.is_empty() {
+            return Ok(());
+        }
+        let records = orders
+            .iter()
+            .map(|&order| Outgoing {
+                partition,
+                order,
+                payload: None,
+            })
+            .collect();
+        Ok(self.send(records).await?)
+    }
+
+    async fn restore(&self, partition: i32) -> Result<Vec<StateChange>, Error> {
+        let reader = Reader {
+            config: self.config.clone(),
+            topic: Arc::clone(&self.topic),
+            lifecycle: Arc::clone(&self.lifecycle),
+            timeout: self.restore_timeout,
+            partition,
+        };
+        let restored = tokio::task::spawn_blocking(move || reader.restore())
+            .await
+            .map_err(|e| Error::backend("kafka", format!("state restore task failed: {e}")))??;
+        self.last_restore_records
+            .store(restored.records, Ordering::Relaxed);
+        let mut positions = Positions {
+            end: restored.high,
+            ..Positions::default()
+        };
+        let mut changes = Vec::with_capacity(restored.live.len());
+        for (order, (offset, change)) in restored.live {
+            positions.latest.insert(order, offset);
+            positions.by_offset.insert(offset, order);
+            changes.push(change);
+        }
+        self.lock().insert(partition, positions);
+        Ok(changes)
+    }
+
+    async fn release(&self, partition: i32) -> Result<(), Error> {
+        let from = self.restore_points(std::iter::once(partition))[&partition].clone();
+        let headers = OwnedHeaders::new_with_capacity(2)
+            .insert(Header {
+                key: HEADER_RESTORE_FROM,
+                value: Some(&from),
+            })
+            .insert(Header {
+                key: HEADER_HANDOVER,
+                value: Some("1"),
+            });
+        let record = FutureRecord::<str, [u8]>::to(&self.topic)
+            .partition(partition)
+            .key(HANDOVER_KEY)
+            .payload(&[][..])
+            .headers(headers);
+        let sent = match self.producer.send_result(record) {
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err((e, _))) => Err(KafkaError::from(e).into()),
+                Err(_) => Err(KafkaError::Canceled.into()),
+            },
+            Err((e, _)) => Err(KafkaError::from(e).into()),
+        };
+        self.lock().remove(&partition);
+        sent
+    }
+}
+
+/// The blocking side of one restore.
+struct Reader {
+    config: KafkaConfig,
+    topic: Arc<str>,
+    lifecycle: Arc<Lifecycle>,
+    timeout: Duration,
+    partition: i32,
+}
+
+/// What a restore found.
+struct Restored {
+    /// Each live order: the offset of its latest record and its change.
+    live: HashMap<OrderId, (i64, StateChange)>,
+    /// The high watermark read up to.
+    high: i64,
+    /// Records read.
+    records: u64,
+}
+
+impl Reader {
+    fn restore(&self) -> Result<Restored, Error> {
+        let started = Instant::now();
+        let deadline = started + self.timeout;
+        let (topic, partition) = (&*self.topic, self.partition);
+        let consumer = self.consumer()?;
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, left(deadline))
+            .map_err(KafkaError::from)?;
+        let mut live = HashMap::new();
+        if high <= low {
+            tracing::debug!(topic, partition, high, "state partition is empty");
+            return Ok(Restored {
+                live,
+                high,
+                records: 0,
+            });
+        }
+        let last = high - 1;
+        // The last record says where the latest records of all live orders begin.
+        let mut restore_from = None;
+        let mut records = self.read(&consumer, last, last, deadline, |message| {
+            restore_from = restore_from_header(message);
+        })?;
+        // The same consumer reads on: the first read drained everything fetched up to `last`,
+        // and anything past it would be an error anyway.
+        let start = restore_from.unwrap_or(low).clamp(low, last);
+        if restore_from.is_none() {
+            tracing::warn!(
+                topic,
+                partition,
+                offset = last,
+                "the last state record has no restore-from header: reading the whole partition"
+            );
+        }
+        let mut skipped = 0u64;
+        let mut handed_over_at = None;
+        records += self.read(&consumer, start, last, deadline, |message| {
+            if is_handover(message) {
+                handed_over_at = Some(message.offset());
+            } else if !self.apply(message, &mut live) {
+                skipped += 1;
+            }
+        })?;
+        // Whatever was appended before the last clean hand-over was published.
+        if let Some(handed_over_at) = handed_over_at {
+            for (offset, change) in live.values_mut() {
+                if *offset < handed_over_at {
+                    change.published_up_to = change.state.version;
+                }
+            }
+        }
+        tracing::info!(
+            topic,
+            partition,
+            low,
+            start,
+            high,
+            records,
+            live = live.len(),
+            skipped,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "restored order states"
+        );
+        Ok(Restored {
+            live,
+            high,
+            records,
+        })
+    }
+
+    /// A consumer of its own group that never commits. `fetch.wait.max.ms` is short: a
+    /// restore never waits for new records, and some brokers (tansu) hold every fetch for
+    /// the full wait (librdkafka's default is 500 ms).
+    fn consumer(&self) -> Result<BaseConsumer, Error> {
+        let mut client = self.config.reader_config(&[
+            ("auto.offset.reset", "earliest"),
+            ("fetch.wait.max.ms", "10"),
+        ]);
+        client.set(
+            "group.id",
+            format!("order-fsm-state-restore-{}", uuid::Uuid::new_v4()),
+        );
+        Ok(client.create().map_err(KafkaError::from)?)
+    }
+
+    /// Reads the partition from offset `from` to `to` (both included), calling `each` per
+    /// record; returns how many were read. Fails when records past `to` show up, as `to + 1`
+    /// was the high watermark.
+    fn read(
+        &self,
+        consumer: &BaseConsumer,
+        from: i64,
+        to: i64,
+        deadline: Instant,
+        mut each: impl FnMut(&BorrowedMessage<'_>),
+    ) -> Result<u64, Error> {
+        let (topic, partition) = (&*self.topic, self.partition);
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset(topic, partition, Offset::Offset(from))
+            .map_err(KafkaError::from)?;
+        consumer.assign(&list).map_err(KafkaError::from)?;
+        let mut read = 0u64;
+        let mut reached = from;
+        let mut beyond: Option<i64> = None;
+        let mut progress_at = Instant::now() + PROGRESS_EVERY;
+        while reached <= to {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::unavailable(
+                    "kafka",
+                    format!(
+                        "restoring {topic} partition {partition} timed out after {:?}: \
+                         read {read} records from offset {from}, reached offset {reached} of {to}",
+                        self.timeout
+                    ),
+                ));
+            }
+            if now >= progress_at {
+                tracing::info!(
+                    topic,
+                    partition,
+                    records = read,
+                    offset = reached,
+                    target = to,
+                    "restoring order states"
+                );
+                progress_at = now + PROGRESS_EVERY;
+            }
+            let Some(polled) = consumer.poll(left(deadline).min(Duration::from_millis(100))) else {
+                continue;
+            };
+            let message = polled.map_err(KafkaError::from)?;
+            if message.partition() != partition || message.offset() < from {
+                continue;
+            }
+            reached = message.offset() + 1;
+            if message.offset() <= to {
+                read += 1;
+                each(&message);
+            } else {
+                beyond = beyond.max(Some(message.offset()));
+            }
+        }
+        // Records past the high watermark already fetched (best effort, nothing is waited
+        // for) mean the watermark was not the partition's end.
+        while let Some(Ok(message)) = consumer.poll(Duration::ZERO) {
+            if message.partition() == partition && message.offset() > to {
+                beyond = beyond.max(Some(message.offset()));
+            }
+        }
+        if let Some(beyond) = beyond {
+            let high = to + 1;
+            tracing::warn!(
+                topic,
+                partition,
+                high,
+                beyond,
+                "state records past the high watermark"
+            );
+            return Err(Error::unavailable(
+                "kafka",
+                format!(
+                    "restoring {topic} partition {partition}: the broker served offset {beyond} \
+                     past the high watermark {high}: another client is still writing to the \
+                     partition, or the broker's watermarks count record batches (tansu 0.6: \
+                     produce one record per batch, batch.num.messages=1)"
+                ),
+            ));
+        }
+        Ok(read)
+    }
+
+    /// Applies one record to `live`; false when it was skipped as undecodable.
+    fn apply(
+        &self,
+        message: &BorrowedMessage<'_>,
+        live: &mut HashMap<OrderId, (i64, StateChange)>,
+    ) -> bool {
+        let (topic, partition, offset) = (&*self.topic, self.partition, message.offset());
+        let decoded = match message.payload() {
+            // A tombstone (some brokers hand back a null value as an empty one).
+            None | Some([]) => message
+                .key()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .and_then(|k| k.parse::<OrderId>().ok())
+                .map(|order| {
+                    live.remove(&order);
+                })
+                .ok_or_else(|| "a tombstone whose key is not an order id".to_owned()),
+            Some(payload) => serde_json::from_slice::<StateRecord>(payload)
+                .map_err(|e| e.to_string())
+                .and_then(|record| {
+                    record
+                        .into_change(&self.lifecycle, partition)
+                        .map_err(|e| e.to_string())
+                })
+                .map(|change| {
+                    live.insert(change.state.id, (offset, change));
+                }),
+        };
+        match decoded {
+            Ok(()) => true,
+            Err(reason) => {
+                tracing::warn!(topic, partition, offset, %reason, "skipping an undecodable state record");
+                false
+            }
+        }
+    }
+}
+
+/// Whether `message` is a hand-over record of [`StateLog::release`].
+fn is_handover(message: &BorrowedMessage<'_>) -> bool {
+    message
+        .headers()
+        .is_some_and(|h| h.iter().any(|h| h.key == HEADER_HANDOVER))
+}
+
+/// The restore-from header of `message`, if present and a number.
+fn restore_from_header(message: &BorrowedMessage<'_>) -> Option<i64> {
+    message
+        .headers()?
+        .iter()
+        .find(|h| h.key == HEADER_RESTORE_FROM)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Time left until `deadline`.
+fn left(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_restore_point_follows_the_oldest_live_order() {
+        let (a, b) = (OrderId::random(), OrderId::random());
+        let mut p = Positions::default();
+        assert_eq!(p.restore_from(), 0);
+        p.written(a, 0);
+        p.written(b, 1);
+        assert_eq!(p.restore_from(), 0);
+        p.written(a, 2);
+        assert_eq!(p.restore_from(), 1);
+        // A report of an older record does not move an order back.
+        p.written(a, 1);
+        assert_eq!(p.latest[&a], 2);
+        p.forgotten(b, 3);
+        assert_eq!(p.restore_from(), 2);
+        p.forgotten(a, 4);
+        assert_eq!(p.restore_from(), 5);
+        assert!(p.latest.is_empty() && p.by_offset.is_empty());
+    }
+}

@@ -1,0 +1,92 @@
+//! Worker **processes** in one consumer group, nothing shared in-process: the orders of a
+//! partition belong to whoever owns it, so when workers leave (killed or stopped), join or
+//! churn while orders wait out their dwell times, every order still completes. Final states
+//! are counted from the transitions topic by an independent reader.
+
+mod common;
+
+use std::time::Duration;
+
+use common::process::{assert_all_complete, place_orders, WorkerProcess};
+use common::{eventually, topic_size, Broker};
+
+const PARTITIONS: i32 = 6;
+/// Each state is held this long, so orders are mid-lifecycle when a worker goes.
+const DWELL_MS: u64 = 100;
+
+/// Waits until the transitions topic holds at least `records`.
+async fn progress(config: &order_fsm_kafka::KafkaConfig, records: i64) {
+    let topic = config.transitions_topic().to_owned();
+    eventually("progress", Duration::from_secs(120), || {
+        let (config, topic) = (config.clone(), topic.clone());
+        async move { topic_size(&config, &topic).await >= records }
+    })
+    .await;
+}
+
+/// Two workers; one is SIGKILLed mid-run and not restarted.
+async fn killed_and_not_restarted(broker: Broker) {
+    let config = broker.config("killed", PARTITIONS).await;
+    let a = WorkerProcess::start(&config, "a", DWELL_MS);
+    let b = WorkerProcess::start(&config, "b", DWELL_MS);
+    let (ids, producer) = place_orders(&config, 2_000, Duration::from_millis(100));
+    progress(&config, 2_000).await;
+    b.kill();
+    producer.await.expect("producer");
+    assert_all_complete(&config, &ids, Duration::from_secs(120)).await;
+    drop(a);
+}
+
+/// Two workers; one stops gracefully (SIGTERM) mid-run.
+async fn stopped_gracefully(broker: Broker) {
+    let config = broker.config("stopped", PARTITIONS).await;
+    let a = WorkerProcess::start(&config, "a", DWELL_MS);
+    let b = WorkerProcess::start(&config, "b", DWELL_MS);
+    let (ids, producer) = place_orders(&config, 2_000, Duration::from_millis(100));
+    progress(&config, 2_000).await;
+    b.terminate();
+    producer.await.expect("producer");
+    assert_all_complete(&config, &ids, Duration::from_secs(120)).await;
+    drop(a);
+}
+
+/// One worker, then three, then one again, while orders flow.
+async fn scaled_one_three_one(broker: Broker) {
+    let config = broker.config("scaled", PARTITIONS).await;
+    let a = WorkerProcess::start(&config, "a", DWELL_MS);
+    let (ids, producer) = place_orders(&config, 3_000, Duration::from_millis(100));
+    progress(&config, 1_000).await;
+    let b = WorkerProcess::start(&config, "b", DWELL_MS);
+    let c = WorkerProcess::start(&config, "c", DWELL_MS);
+    progress(&config, 6_000).await;
+    b.terminate();
+    c.terminate();
+    producer.await.expect("producer");
+    assert_all_complete(&config, &ids, Duration::from_secs(120)).await;
+    drop(a);
+}
+
+/// One worker stays; a second is restarted every few seconds for half a minute, under load.
+async fn churn(broker: Broker) {
+    let config = broker.config("churn", PARTITIONS).await;
+    let a = WorkerProcess::start(&config, "a", DWELL_MS);
+    let (ids, producer) = place_orders(&config, 6_000, Duration::from_millis(250));
+    let started = std::time::Instant::now();
+    let mut round = 0;
+    while started.elapsed() < Duration::from_secs(30) {
+        round += 1;
+        let b = WorkerProcess::start(&config, &format!("b{round}"), DWELL_MS);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        b.terminate();
+    }
+    producer.await.expect("producer");
+    assert_all_complete(&config, &ids, Duration::from_secs(120)).await;
+    drop(a);
+}
+
+against_both!(
+    killed_and_not_restarted,
+    stopped_gracefully,
+    scaled_one_three_one,
+    churn
+);
