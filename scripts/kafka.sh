@@ -3,6 +3,7 @@
 #
 #   scripts/kafka.sh install          # cargo install tansu 0.6.0 unless `tansu` is on PATH
 #   eval "$(scripts/kafka.sh start)"  # start (or reuse) a broker; exports ORDER_FSM_KAFKA_BROKERS
+#                                     # and ORDER_FSM_KAFKA_BROKER_KIND (tests skip what it cannot do)
 #   scripts/kafka.sh stop             # stop the broker this script started (by PID)
 #
 # Idempotent: `start` reuses a running broker, `stop` without one does nothing. Everything
@@ -45,7 +46,7 @@ start() {
   mkdir -p "$state"
   if running && [[ -f "$port_file" ]] && port_answers "$(cat "$port_file")"; then
     log "tansu already running (pid $(cat "$pid_file"))"
-    echo "export ORDER_FSM_KAFKA_BROKERS=127.0.0.1:$(cat "$port_file")"
+    echo "export ORDER_FSM_KAFKA_BROKERS=127.0.0.1:$(cat "$port_file") ORDER_FSM_KAFKA_BROKER_KIND=tansu-0.6.0"
     return
   fi
   command -v tansu >/dev/null 2>&1 || install
@@ -60,7 +61,7 @@ start() {
   for _ in $(seq 1 100); do
     if port_answers "$port"; then
       log "tansu listening on 127.0.0.1:$port (pid $(cat "$pid_file"), log $log_file)"
-      echo "export ORDER_FSM_KAFKA_BROKERS=127.0.0.1:$port"
+      echo "export ORDER_FSM_KAFKA_BROKERS=127.0.0.1:$port ORDER_FSM_KAFKA_BROKER_KIND=tansu-0.6.0"
       return
     fi
     if ! running; then break; fi

@@ -240,11 +240,17 @@ impl KafkaConfig {
         self.reader_config(&[])
     }
 
-    /// Settings of group consumers: manual commits of finished offsets only.
+    /// Settings of group consumers: manual commits of finished offsets only, and the
+    /// cooperative-sticky assignor: a rebalance moves only the partitions that change owner
+    /// (the others keep their restored orders and timers), and tansu 0.6.0 hands a dead
+    /// member's partitions to the survivors only under it (with the eager assignors its
+    /// SyncGroup returns the previous generation's assignment). Every member of a group must
+    /// use the same strategy; set `partition.assignment.strategy` to override it.
     pub(crate) fn consumer_config(&self) -> ClientConfig {
         let mut config = self.reader_config(&[
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", "earliest"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
         ]);
         config.set("group.id", &self.group);
         if let Some(group) = self.properties.get("group.id") {

@@ -26,6 +26,10 @@ async fn progress(config: &order_fsm_kafka::KafkaConfig, records: i64) {
 
 /// Two workers; one is SIGKILLed mid-run and not restarted.
 async fn killed_and_not_restarted(broker: Broker) {
+    if let Some(reason) = broker.cannot_reassign_a_dead_members_partitions() {
+        eprintln!("SKIPPED killed_and_not_restarted: {reason}");
+        return;
+    }
     let config = broker.config("killed", PARTITIONS).await;
     let a = WorkerProcess::start(&config, "a", DWELL_MS);
     let b = WorkerProcess::start(&config, "b", DWELL_MS);
