@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
+use tonic_reflection::server::{v1, v1alpha};
 
 use crate::proto::order_service_server::OrderServiceServer;
 use crate::service::Service;
@@ -15,7 +16,8 @@ use crate::{proto, Error, ServerConfig, WatchHub};
 
 /// Configures and runs the gRPC server: `order_fsm.v1.OrderService`, the standard health
 /// service (`grpc.health.v1.Health`, reporting `SERVING` for the order service until
-/// shutdown) and server reflection (`grpc.reflection.v1`).
+/// shutdown) and server reflection (`grpc.reflection.v1` and the older
+/// `grpc.reflection.v1alpha`, for grpcio-reflection and older grpcurl).
 ///
 /// # Shutdown
 /// When the shutdown future completes, health turns `NOT_SERVING`, open `WatchOrder`
@@ -132,11 +134,7 @@ impl OrderServiceBuilder {
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<OrderServiceServer<Service>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| Error::Config(format!("reflection: {e}")))?;
+        let (reflection_v1, reflection_v1alpha) = reflection()?;
 
         let mut server = Server::builder();
         if let Some(limit) = config.concurrency_limit_per_connection {
@@ -156,12 +154,41 @@ impl OrderServiceBuilder {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         server
             .add_service(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(orders)
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;
         Ok(())
     }
+}
+
+/// Server reflection in both protocol versions: `grpc.reflection.v1`, and
+/// `grpc.reflection.v1alpha`, which Python's grpcio-reflection and older grpcurl speak.
+/// Both describe the same files, each reflection service included, so either lists all
+/// four services.
+fn reflection() -> Result<
+    (
+        v1::ServerReflectionServer<impl v1::ServerReflection>,
+        v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>,
+    ),
+    Error,
+> {
+    // Each build registers its own version's descriptors; the other's is added here.
+    let files = |other_version: &'static [u8]| {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(other_version)
+    };
+    let failed = |e: tonic_reflection::server::Error| Error::Config(format!("reflection: {e}"));
+    let v1 = files(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(failed)?;
+    let v1alpha = files(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(failed)?;
+    Ok((v1, v1alpha))
 }
 
 #[cfg(feature = "tls")]
