@@ -1,6 +1,6 @@
 //! Flags shared by the separate-process programs; each also reads its environment variable.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use order_fsm::{Dwell, LoadLevel};
 use order_fsm_kafka::{provision_topics, KafkaConfig, KafkaError};
@@ -9,9 +9,12 @@ use crate::load::{Pace, Sending};
 
 /// Logs to stderr, filtered by `RUST_LOG` (nothing but errors and warnings by default).
 pub fn init_tracing() {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
+    // `EnvFilter::from_default_env` alone would default to errors only, hiding the
+    // warnings a program logs while it waits for a service.
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .with_default_directive(tracing_subscriber::filter::LevelFilter::WARN.into())
+        .from_env_lossy();
+    tracing_subscriber::fmt().with_env_filter(filter).init();
 }
 
 /// The librdkafka settings every program of this crate adds to its Kafka configuration:
@@ -21,6 +24,7 @@ pub fn low_latency(config: KafkaConfig) -> KafkaConfig {
     config
         .with_property("session.timeout.ms", "6000")
         .with_property("fetch.wait.max.ms", "10")
+        .with_property("linger.ms", "1")
 }
 
 /// Where Kafka is and which topics to use.
@@ -47,6 +51,10 @@ pub struct KafkaArgs {
         default_value = "order-fsm-workers"
     )]
     pub group: String,
+    /// How long to keep trying to create the topics while Kafka does not answer (a broker
+    /// still starting), in seconds; each attempt waits up to 10 s. `0`: a single attempt.
+    #[arg(long, env = "ORDER_FSM_KAFKA_WAIT_SECS", default_value_t = 30)]
+    pub kafka_wait_secs: u64,
 }
 
 impl KafkaArgs {
@@ -62,13 +70,25 @@ impl KafkaArgs {
     }
 
     /// The adapter configuration, after creating its topics with `--partitions` partitions
-    /// where they do not exist yet.
+    /// where they do not exist yet. While Kafka does not answer, it logs a warning naming
+    /// the brokers and tries again, for `--kafka-wait-secs`.
     ///
     /// # Errors
-    /// When the brokers cannot be reached or refuse to create the topics.
+    /// The last error once the brokers have not answered for `--kafka-wait-secs` (it names
+    /// them), or at once when they refuse to create the topics.
     pub async fn provisioned_config(&self) -> Result<KafkaConfig, KafkaError> {
         let config = self.config();
-        provision_topics(&config, self.partitions).await?;
+        let deadline = Instant::now() + Duration::from_secs(self.kafka_wait_secs);
+        for attempt in 1.. {
+            match provision_topics(&config, self.partitions).await {
+                Ok(()) => break,
+                Err(error) if error.is_retryable() && Instant::now() < deadline => {
+                    tracing::warn!(attempt, "{error}; trying again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
         Ok(config)
     }
 }

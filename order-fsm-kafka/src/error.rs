@@ -4,9 +4,10 @@ use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode as Code};
 
 /// What can go wrong in the Kafka adapter, each variant with how a caller should react.
 ///
-/// Converts into [`order_fsm::Error`]: [`KafkaError::Transient`] becomes
-/// [`order_fsm::Error::Unavailable`] (the runner retries), everything else
-/// [`order_fsm::Error::Backend`] or [`order_fsm::Error::Config`] (the runner stops).
+/// Converts into [`order_fsm::Error`]: [`KafkaError::Transient`], [`KafkaError::Unreachable`]
+/// and [`KafkaError::Canceled`] become [`order_fsm::Error::Unavailable`] (the runner
+/// retries), everything else [`order_fsm::Error::Backend`] or [`order_fsm::Error::Config`]
+/// (the runner stops).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KafkaError {
@@ -14,6 +15,27 @@ pub enum KafkaError {
     /// backoff; do not acknowledge anything meanwhile.
     #[error("kafka temporarily unavailable: {0}")]
     Transient(#[source] ClientError),
+
+    /// The cluster at `brokers` did not answer while the adapter tried to `action`: a
+    /// wrong address, a cluster still starting, a network in the way. Retryable like
+    /// [`KafkaError::Transient`]: retry with backoff, and check the address (it is in the
+    /// message) if it persists.
+    #[error(
+        "cannot {action} on Kafka at {brokers}: no answer after {:.1} s ({source})",
+        .waited.as_secs_f64()
+    )]
+    Unreachable {
+        /// The bootstrap servers tried (`host:port[,host:port...]`).
+        brokers: String,
+        /// What the adapter was doing, e.g. `create topics`.
+        action: &'static str,
+        /// How long it waited for an answer.
+        waited: std::time::Duration,
+        /// The client's error (a local time-out, all brokers down, ...), boxed to keep
+        /// `Result<_, KafkaError>` small.
+        #[source]
+        source: Box<ClientError>,
+    },
 
     /// The brokers refused the operation for good (authorization, invalid request, unknown
     /// topic after metadata refresh, ...). Retrying will not help: stop and fix the setup.
@@ -38,7 +60,10 @@ pub enum KafkaError {
 impl KafkaError {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Transient(_) | Self::Canceled)
+        matches!(
+            self,
+            Self::Transient(_) | Self::Unreachable { .. } | Self::Canceled
+        )
     }
 }
 
@@ -82,6 +107,8 @@ fn retryable_code(code: Code) -> bool {
             | Code::IllegalGeneration
             | Code::UnknownMemberId
             | Code::PartitionEOF
+            // The consumer left the group after a long rebalance callback; the next poll rejoins.
+            | Code::PollExceeded
     )
 }
 
@@ -93,6 +120,8 @@ impl From<ClientError> for KafkaError {
                 return Self::Config(error.to_string())
             }
             ClientError::Transaction(e) => e.is_retriable(),
+            // `rdkafka_error_code` is `None` for admin results: classify their code here.
+            ClientError::AdminOp(code) => retryable_code(*code),
             other => other.rdkafka_error_code().is_some_and(retryable_code),
         };
         if retryable {
@@ -141,6 +170,15 @@ mod tests {
         let too_big = KafkaError::from(ClientError::MessageProduction(Code::MessageSizeTooLarge));
         assert!(!too_big.is_retryable());
         assert!(KafkaError::from(ClientError::Canceled).is_retryable());
+
+        // An admin request nobody answered (librdkafka's local time-out) is worth retrying;
+        // a refused one is not.
+        assert!(KafkaError::from(ClientError::AdminOp(Code::OperationTimedOut)).is_retryable());
+        assert!(KafkaError::from(ClientError::AdminOp(Code::RequestTimedOut)).is_retryable());
+        assert!(
+            !KafkaError::from(ClientError::AdminOp(Code::TopicAuthorizationFailed)).is_retryable()
+        );
+        assert!(!KafkaError::from(ClientError::AdminOp(Code::InvalidPartitions)).is_retryable());
         assert!(matches!(
             order_fsm::Error::from(KafkaError::Config("x".into())),
             order_fsm::Error::Config(_)

@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication, TopicResult};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode};
 use rdkafka::mocking::MockCluster;
 use rdkafka::ClientContext;
+use tokio::time::Instant;
 
 use crate::{KafkaConfig, KafkaError};
 
@@ -19,6 +20,17 @@ fn names(config: &KafkaConfig) -> [&str; 4] {
     ]
 }
 
+/// How long provisioning waits for the cluster by default: connecting, finding the
+/// controller, the request and its reply. A librdkafka `socket.timeout.ms` set with
+/// [`KafkaConfig::with_property`] replaces it.
+const DEFAULT_ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a wait for the cluster is logged.
+const WAIT_LOG_INTERVAL: Duration = Duration::from_secs(3);
+
+/// What provisioning does, for logs and errors ("cannot create topics on Kafka at ...").
+const ACTION: &str = "create topics";
+
 /// Creates the commands, transitions, dead-letter and state topics of `config` with
 /// `partitions` partitions each (replication factor 1) through the admin API; topics that
 /// already exist are left as they are.
@@ -27,12 +39,24 @@ fn names(config: &KafkaConfig) -> [&str; 4] {
 /// [`crate::KafkaStateLog`] short on a long-lived topic; a broker that refuses the setting
 /// gets the topic without it (correctness never depends on compaction).
 ///
+/// # Time-out
+/// Each admin request gives up when the cluster has not answered within 10 s, or within
+/// the `socket.timeout.ms` property when the config sets one (librdkafka's own default for
+/// admin requests). While it waits, a `warn` event every 3 s names the brokers.
+///
 /// # Errors
-/// [`KafkaError::Transient`] when the brokers cannot be reached in time, [`KafkaError::Fatal`]
-/// when they refuse (authorization, invalid partition count).
+/// [`KafkaError::Unreachable`] (retryable) when the cluster does not answer in time, naming
+/// the brokers tried; [`KafkaError::Transient`] when it answers with a temporary failure;
+/// [`KafkaError::Fatal`] when it refuses (authorization, invalid partition count);
+/// [`KafkaError::Config`] for an invalid property.
 pub async fn provision_topics(config: &KafkaConfig, partitions: i32) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = config.client_config(&[]).create()?;
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let timeout = admin_timeout(config);
+    // The controller gets most of the time-out to create the topics, so that a slow
+    // creation is reported by the broker (per topic) rather than as a local time-out.
+    let options = AdminOptions::new()
+        .request_timeout(Some(timeout))
+        .operation_timeout(Some(timeout.mul_f64(0.8)));
     let state_topic = config.state_topic();
     let topics: Vec<NewTopic<'_>> = names(config)
         .into_iter()
@@ -46,7 +70,7 @@ pub async fn provision_topics(config: &KafkaConfig, partitions: i32) -> Result<(
         })
         .collect();
     let mut state_refused = None;
-    for result in admin.create_topics(&topics, &options).await? {
+    for result in create(&admin, config, &topics, &options, timeout).await? {
         match result {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((topic, code)) if topic == state_topic => state_refused = Some(code),
@@ -64,7 +88,7 @@ pub async fn provision_topics(config: &KafkaConfig, partitions: i32) -> Result<(
             partitions,
             TopicReplication::Fixed(1),
         )];
-        for result in admin.create_topics(&plain, &options).await? {
+        for result in create(&admin, config, &plain, &options, timeout).await? {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => return Err(refused(&topic, code)),
@@ -72,6 +96,51 @@ pub async fn provision_topics(config: &KafkaConfig, partitions: i32) -> Result<(
         }
     }
     Ok(())
+}
+
+/// The admin request time-out: `socket.timeout.ms` when set, else the default.
+fn admin_timeout(config: &KafkaConfig) -> Duration {
+    config
+        .properties()
+        .get("socket.timeout.ms")
+        .and_then(|ms| ms.trim().parse().ok())
+        .map_or(DEFAULT_ADMIN_TIMEOUT, Duration::from_millis)
+}
+
+/// One CreateTopics request, logging at `warn` while the cluster keeps it waiting. A
+/// request that fails as a whole with a retryable error was not answered (no broker
+/// reachable, no controller, the time-out passed): that is [`KafkaError::Unreachable`].
+async fn create(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &KafkaConfig,
+    topics: &[NewTopic<'_>],
+    options: &AdminOptions,
+    timeout: Duration,
+) -> Result<Vec<TopicResult>, KafkaError> {
+    let started = Instant::now();
+    let request = admin.create_topics(topics, options);
+    tokio::pin!(request);
+    let mut ticks = tokio::time::interval_at(started + WAIT_LOG_INTERVAL, WAIT_LOG_INTERVAL);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut request => break outcome,
+            _ = ticks.tick() => tracing::warn!(
+                brokers = %config.brokers(),
+                waited_s = started.elapsed().as_secs(),
+                timeout_s = timeout.as_secs_f64(),
+                "no answer yet from Kafka; waiting to {ACTION}"
+            ),
+        }
+    };
+    outcome.map_err(|error| match KafkaError::from(error) {
+        KafkaError::Transient(source) => KafkaError::Unreachable {
+            brokers: config.brokers().to_owned(),
+            action: ACTION,
+            waited: started.elapsed(),
+            source: Box::new(source),
+        },
+        other => other,
+    })
 }
 
 fn refused(topic: &str, code: RDKafkaErrorCode) -> KafkaError {
