@@ -20,11 +20,12 @@ use crate::{KafkaConfig, KafkaError};
 /// start from and still find the latest record of every order live when it was produced.
 const HEADER_RESTORE_FROM: &str = "order-fsm-restore-from";
 
-/// Header of the record [`StateLog::release`] writes: every change before it was published.
-const HEADER_HANDOVER: &str = "order-fsm-handover";
+/// Header of the marker records [`StateLog::published_below`] (every second) and
+/// [`StateLog::release`] write: every change at an offset below its value was published.
+const HEADER_PUBLISHED_BELOW: &str = "order-fsm-published-below";
 
-/// Key of hand-over records (not an order id, so never a tombstone).
-const HANDOVER_KEY: &str = "order-fsm-handover";
+/// Key of marker records (not an order id, so never a tombstone).
+const MARKER_KEY: &str = "order-fsm-marker";
 
 /// Default bound of one [`StateLog::restore`].
 const DEFAULT_RESTORE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -355,31 +356,45 @@ impl StateLog for KafkaStateLog {
     }
 
     async fn release(&self, partition: i32) -> Result<(), Error> {
+        let marked = match self.mark(partition) {
+            Some(mark) => self.published_below(partition, mark).await,
+            None => Ok(()),
+        };
+        self.lock().remove(&partition);
+        marked
+    }
+
+    fn mark(&self, partition: i32) -> Option<u64> {
+        self.lock()
+            .get(&partition)
+            .map(|positions| positions.end.max(0) as u64)
+    }
+
+    async fn published_below(&self, partition: i32, mark: u64) -> Result<(), Error> {
         let from = self.restore_points(std::iter::once(partition))[&partition].clone();
+        let below = mark.to_string();
         let headers = OwnedHeaders::new_with_capacity(2)
             .insert(Header {
                 key: HEADER_RESTORE_FROM,
                 value: Some(&from),
             })
             .insert(Header {
-                key: HEADER_HANDOVER,
-                value: Some("1"),
+                key: HEADER_PUBLISHED_BELOW,
+                value: Some(&below),
             });
         let record = FutureRecord::<str, [u8]>::to(&self.topic)
             .partition(partition)
-            .key(HANDOVER_KEY)
+            .key(MARKER_KEY)
             .payload(&[][..])
             .headers(headers);
-        let sent = match self.producer.send_result(record) {
+        match self.producer.send_result(record) {
             Ok(delivery) => match delivery.await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err((e, _))) => Err(KafkaError::from(e).into()),
                 Err(_) => Err(KafkaError::Canceled.into()),
             },
             Err((e, _)) => Err(KafkaError::from(e).into()),
-        };
-        self.lock().remove(&partition);
-        sent
+        }
     }
 }
 
@@ -438,18 +453,18 @@ impl Reader {
             );
         }
         let mut skipped = 0u64;
-        let mut handed_over_at = None;
+        let mut published_below = None;
         records += self.read(&consumer, start, last, deadline, |message| {
-            if is_handover(message) {
-                handed_over_at = Some(message.offset());
+            if let Some(below) = published_below_header(message) {
+                published_below = published_below.max(Some(below));
             } else if !self.apply(message, &mut live) {
                 skipped += 1;
             }
         })?;
-        // Whatever was appended before the last clean hand-over was published.
-        if let Some(handed_over_at) = handed_over_at {
+        // What the last owner checkpointed (or handed over) as published needs no republish.
+        if let Some(below) = published_below {
             for (offset, change) in live.values_mut() {
-                if *offset < handed_over_at {
+                if *offset < below {
                     change.published_up_to = change.state.version;
                 }
             }
@@ -613,11 +628,15 @@ impl Reader {
     }
 }
 
-/// Whether `message` is a hand-over record of [`StateLog::release`].
-fn is_handover(message: &BorrowedMessage<'_>) -> bool {
+/// The published-below header of a marker record.
+fn published_below_header(message: &BorrowedMessage<'_>) -> Option<i64> {
     message
-        .headers()
-        .is_some_and(|h| h.iter().any(|h| h.key == HEADER_HANDOVER))
+        .headers()?
+        .iter()
+        .find(|h| h.key == HEADER_PUBLISHED_BELOW)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.trim().parse().ok())
 }
 
 /// The restore-from header of `message`, if present and a number.

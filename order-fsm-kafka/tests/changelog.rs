@@ -367,7 +367,42 @@ async fn malformed_records_are_skipped(broker: Broker) {
     assert_same("partition 1", &restore_map(&reader, 1).await, &expected);
 }
 
+/// A checkpoint (`mark`, then `published_below`) spares the next owner republishing what
+/// came before it, and only that.
+async fn a_checkpoint_covers_what_was_appended_before_its_mark(broker: Broker) {
+    let config = broker.config("changelog-mark", 1).await;
+    let writer = log(&config);
+    assert!(writer.restore(0).await.expect("restore empty").is_empty());
+    let mut orders = Orders::new();
+    let before: Vec<OrderState> = (0..5).map(|_| orders.place()).collect();
+    let unpublished = |s: &OrderState| StateChange {
+        partition: 0,
+        state: s.clone(),
+        published_up_to: 0,
+    };
+    writer
+        .append(&before.iter().map(unpublished).collect::<Vec<_>>())
+        .await
+        .expect("append");
+    let mark = writer.mark(0).expect("a mark of a restored partition");
+    let after: Vec<OrderState> = (0..5).map(|_| orders.place()).collect();
+    writer
+        .append(&after.iter().map(unpublished).collect::<Vec<_>>())
+        .await
+        .expect("append");
+    writer.published_below(0, mark).await.expect("checkpoint");
+    let restored = restore_map(&log(&config), 0).await;
+    assert_eq!(restored.len(), 10);
+    for s in &before {
+        assert_eq!(restored[&s.id].published_up_to, 1, "checkpointed");
+    }
+    for s in &after {
+        assert_eq!(restored[&s.id].published_up_to, 0, "after the mark");
+    }
+}
+
 against_both!(
+    a_checkpoint_covers_what_was_appended_before_its_mark,
     a_new_log_restores_the_latest_live_states,
     restore_cost_depends_on_live_orders,
     malformed_records_are_skipped,

@@ -69,6 +69,20 @@ pub trait StateLog: Send + Sync {
     /// The latest state of every order of `partition` (the caller now owns it).
     async fn restore(&self, partition: i32) -> Result<Vec<StateChange>, Error>;
 
+    /// A mark of how far `partition` was appended: every change whose `append` returned
+    /// before this call lies below the mark. `None` when the log keeps no such marks (then
+    /// [`Self::published_below`] is never called).
+    fn mark(&self, _partition: i32) -> Option<u64> {
+        None
+    }
+
+    /// Every change of `partition` below `mark` (from [`Self::mark`]) was published: a log
+    /// may record it, so a restore after a crash republishes only what came after (the
+    /// runner checkpoints like this every second).
+    async fn published_below(&self, _partition: i32, _mark: u64) -> Result<(), Error> {
+        Ok(())
+    }
+
     /// The caller gives `partition` up after a clean hand-over: every change it appended
     /// there was published. A log may record that, so the next owner's restore does not
     /// publish those changes' records again ([`StateChange::published_up_to`] of the restored
@@ -93,7 +107,16 @@ impl<L: StateLog + ?Sized> StateLog for Arc<L> {
     async fn release(&self, partition: i32) -> Result<(), Error> {
         (**self).release(partition).await
     }
+    fn mark(&self, partition: i32) -> Option<u64> {
+        (**self).mark(partition)
+    }
+    async fn published_below(&self, partition: i32, mark: u64) -> Result<(), Error> {
+        (**self).published_below(partition, mark).await
+    }
 }
+
+/// Each order's latest change in one partition, with its position in the log.
+type Latest = HashMap<OrderId, (u64, StateChange)>;
 
 /// An in-memory [`StateLog`]: an ideally compacted changelog, for tests and for runners
 /// that share one process.
@@ -116,7 +139,8 @@ impl<L: StateLog + ?Sized> StateLog for Arc<L> {
 /// ```
 #[derive(Debug, Default)]
 pub struct MemoryStateLog {
-    partitions: Mutex<HashMap<i32, HashMap<OrderId, StateChange>>>,
+    /// Per partition, each order's latest change with its position in the log.
+    partitions: Mutex<HashMap<i32, Latest>>,
     appended: AtomicU64,
 }
 
@@ -136,7 +160,7 @@ impl MemoryStateLog {
         self.lock().get(&partition).map_or(0, HashMap::len)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, HashMap<OrderId, StateChange>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, Latest>> {
         self.partitions.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -146,12 +170,11 @@ impl StateLog for MemoryStateLog {
     async fn append(&self, changes: &[StateChange]) -> Result<(), Error> {
         let mut map = self.lock();
         for change in changes {
+            let position = self.appended.fetch_add(1, Ordering::Relaxed);
             map.entry(change.partition)
                 .or_default()
-                .insert(change.state.id, change.clone());
+                .insert(change.state.id, (position, change.clone()));
         }
-        self.appended
-            .fetch_add(changes.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -168,13 +191,24 @@ impl StateLog for MemoryStateLog {
         Ok(self
             .lock()
             .get(&partition)
-            .map(|p| p.values().cloned().collect())
+            .map(|p| p.values().map(|(_, c)| c.clone()).collect())
             .unwrap_or_default())
     }
 
     async fn release(&self, partition: i32) -> Result<(), Error> {
-        for change in self.lock().entry(partition).or_default().values_mut() {
-            change.published_up_to = change.state.version;
+        let mark = self.appended.load(Ordering::Relaxed);
+        self.published_below(partition, mark).await
+    }
+
+    fn mark(&self, _partition: i32) -> Option<u64> {
+        Some(self.appended.load(Ordering::Relaxed))
+    }
+
+    async fn published_below(&self, partition: i32, mark: u64) -> Result<(), Error> {
+        for (position, change) in self.lock().entry(partition).or_default().values_mut() {
+            if *position < mark {
+                change.published_up_to = change.state.version;
+            }
         }
         Ok(())
     }

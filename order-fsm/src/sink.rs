@@ -101,22 +101,63 @@ impl FanOut {
         self.sinks.push(Arc::new(sink));
         self
     }
+
+    /// Publishes `records` to the sinks that have not accepted them yet (`accepted[i]` false
+    /// for sink `i`; a shorter slice counts as none accepted) and marks those that do, so a
+    /// retry after one sink failed does not publish again to the others. The error is as for
+    /// [`TransitionSink::publish`], naming the failing sink's backend.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use std::sync::Arc;
+    /// use order_fsm::{FanOut, MemorySink, TransitionSink};
+    /// let (a, b) = (Arc::new(MemorySink::new()), Arc::new(MemorySink::new()));
+    /// let fan_out = FanOut::new(vec![a.clone(), b.clone()]);
+    /// let mut accepted = vec![true, false]; // `a` took them already
+    /// fan_out.publish_pending(&[], &mut accepted).await.unwrap();
+    /// assert_eq!(accepted, [true, true]);
+    /// # });
+    /// ```
+    ///
+    /// # Errors
+    /// A fatal error if any sink failed fatally, else a retryable one if any failed.
+    pub async fn publish_pending(
+        &self,
+        records: &[TransitionRecord],
+        accepted: &mut Vec<bool>,
+    ) -> Result<(), Error> {
+        accepted.resize(self.sinks.len(), false);
+        let pending: Vec<usize> = (0..self.sinks.len()).filter(|&i| !accepted[i]).collect();
+        let results =
+            futures_util::future::join_all(pending.iter().map(|&i| self.sinks[i].publish(records)))
+                .await;
+        let mut retryable = None;
+        let mut fatal = None;
+        for (&i, result) in pending.iter().zip(results) {
+            match result {
+                Ok(()) => accepted[i] = true,
+                Err(e) if e.is_retryable() => retryable = Some(e),
+                Err(e) => fatal = Some(e),
+            }
+        }
+        fatal.or(retryable).map_or(Ok(()), Err)
+    }
+
+    /// The number of sinks.
+    pub fn len(&self) -> usize {
+        self.sinks.len()
+    }
+
+    /// Whether there are no sinks.
+    pub fn is_empty(&self) -> bool {
+        self.sinks.is_empty()
+    }
 }
 
 #[async_trait]
 impl TransitionSink for FanOut {
     async fn publish(&self, records: &[TransitionRecord]) -> Result<(), Error> {
-        let results =
-            futures_util::future::join_all(self.sinks.iter().map(|s| s.publish(records))).await;
-        let mut retryable = None;
-        for result in results {
-            match result {
-                Ok(()) => {}
-                Err(e) if e.is_retryable() => retryable = Some(e),
-                Err(fatal) => return Err(fatal),
-            }
-        }
-        retryable.map_or(Ok(()), Err)
+        self.publish_pending(records, &mut Vec::new()).await
     }
 }
 

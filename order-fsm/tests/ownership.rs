@@ -214,3 +214,67 @@ async fn finished_orders_leave_memory_after_their_retention() {
     drop(tx);
     run.await.unwrap().unwrap();
 }
+
+/// A sink that refuses its first `failures` calls, like an SMTP server that is down.
+struct Flaky {
+    failures: std::sync::atomic::AtomicUsize,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl order_fsm::TransitionSink for Flaky {
+    async fn publish(&self, _records: &[order_fsm::TransitionRecord]) -> Result<(), Error> {
+        use std::sync::atomic::Ordering::SeqCst;
+        self.calls.fetch_add(1, SeqCst);
+        if self
+            .failures
+            .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(Error::unavailable("smtp", "connection refused"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_sink_is_retried_alone_and_the_others_get_each_record_once() {
+    let log = Arc::new(MemoryStateLog::new());
+    let records = Arc::new(MemorySink::new());
+    let mail = Arc::new(Flaky {
+        failures: 5.into(),
+        calls: 0.into(),
+    });
+    let runner = Runner::builder(Lifecycle::ecommerce())
+        .state_log(log)
+        .sink(records.clone())
+        .sink(mail.clone())
+        .auto_advance(Dwell::None)
+        .retry(order_fsm::RetryPolicy {
+            max_attempts: None,
+            initial_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+        })
+        .build()
+        .expect("runner");
+    let (tx, rx) = mpsc::unbounded_channel();
+    for i in 0..10 {
+        tx.send(command(0, i, Command::place(Purchase::example())))
+            .unwrap();
+    }
+    drop(tx);
+    let report = runner
+        .run(Scripted(rx), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(report.metrics.finished_in("completed"), 10);
+    assert!(mail.calls.load(std::sync::atomic::Ordering::SeqCst) > 5);
+    // Every retry went to the mailer only: the transitions sink saw each record once.
+    assert_eq!(records.published(), 50);
+    let distinct: HashSet<_> = records
+        .records()
+        .iter()
+        .map(|r| (r.order_id, r.version))
+        .collect();
+    assert_eq!(distinct.len(), 50);
+}

@@ -21,8 +21,19 @@ use tracker::Tracker;
 /// Batches of messages buffered between the polling thread and [`CommandSource::next`].
 const HANDOVER_BATCHES: usize = 8;
 
-/// Longest wait, in a rebalance, for the reader to finish the work of revoked partitions.
+/// Longest wait, in a rebalance, for the reader to finish the work of revoked partitions
+/// (and at most two thirds of `max.poll.interval.ms`: the wait holds the polling thread, and
+/// librdkafka leaves the group when it does not poll for that long).
 const REVOKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn revoke_timeout(config: &KafkaConfig) -> Duration {
+    let max_poll = config
+        .properties()
+        .get("max.poll.interval.ms")
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map_or(Duration::from_secs(300), Duration::from_millis);
+    REVOKE_TIMEOUT.min(max_poll * 2 / 3)
+}
 
 /// Reads commands from the commands topic as a member of the consumer group.
 ///
@@ -86,7 +97,7 @@ impl KafkaSource {
             topic: config.commands_topic().to_owned(),
             pending: std::sync::Mutex::new(Vec::new()),
             tx,
-            revoke_timeout: REVOKE_TIMEOUT,
+            revoke_timeout: revoke_timeout(config),
         };
         let consumer: BaseConsumer<SourceContext> =
             config.consumer_config().create_with_context(context)?;

@@ -381,6 +381,11 @@ impl Runner {
             self.resume(&senders).await?;
         }
         tokio::pin!(shutdown);
+        // Every second: marks of the owned partitions, a checkpoint behind everything queued,
+        // and once every worker passed it, "published below the marks" in the state log.
+        let mut checkpoint_tick = tokio::time::interval(CHECKPOINT_INTERVAL);
+        checkpoint_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut checkpoint: Option<Checkpoint> = None;
         let mut stop_rx_dispatch = stop_rx.clone();
         let mut received = 0u64;
         let mut dropped = 0u64;
@@ -393,6 +398,23 @@ impl Runner {
                 biased;
                 _ = &mut shutdown => break StopReason::Shutdown,
                 _ = stop_rx_dispatch.changed() => break StopReason::Shutdown,
+                passed = async { (&mut checkpoint.as_mut().expect("guarded").passed).await },
+                    if checkpoint.is_some() =>
+                {
+                    let done = checkpoint.take().expect("guarded");
+                    if passed.iter().all(Result::is_ok) {
+                        self.checkpointed(&done.marks, &owned).await;
+                    }
+                    continue;
+                }
+                _ = checkpoint_tick.tick(), if checkpoint.is_none() && self.shared.state_log.is_some() => {
+                    checkpoint = tokio::select! {
+                        biased;
+                        _ = &mut shutdown => break StopReason::Shutdown,
+                        started = self.start_checkpoint(&owned, &senders) => started,
+                    };
+                    continue;
+                }
                 next = source.next_event() => next,
             };
             let event = match next {
@@ -532,7 +554,59 @@ impl Runner {
     }
 }
 
+/// How often a runner records in its state log what was published.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A checkpoint on its way through the workers' queues.
+struct Checkpoint {
+    marks: Vec<(i32, u64)>,
+    passed: futures_util::future::JoinAll<oneshot::Receiver<()>>,
+}
+
 impl Runner {
+    /// Takes the state log's marks of the owned partitions and queues a checkpoint behind
+    /// every worker's work (waiting for room like a command would).
+    async fn start_checkpoint(
+        &self,
+        owned: &HashSet<i32>,
+        senders: &[mpsc::Sender<Work>],
+    ) -> Option<Checkpoint> {
+        let log = self.shared.state_log.as_ref()?;
+        let marks: Vec<(i32, u64)> = owned
+            .iter()
+            .filter_map(|&p| log.mark(p).map(|mark| (p, mark)))
+            .collect();
+        if marks.is_empty() {
+            return None;
+        }
+        let mut answers = Vec::with_capacity(senders.len());
+        for sender in senders {
+            let (done, answer) = oneshot::channel();
+            sender.send(Work::Checkpoint(done)).await.ok()?;
+            answers.push(answer);
+        }
+        Some(Checkpoint {
+            marks,
+            passed: futures_util::future::join_all(answers),
+        })
+    }
+
+    /// Every worker passed a checkpoint: what was appended below its marks is published.
+    async fn checkpointed(&self, marks: &[(i32, u64)], owned: &HashSet<i32>) {
+        let Some(log) = &self.shared.state_log else {
+            return;
+        };
+        for &(partition, mark) in marks {
+            // A partition revoked meanwhile belongs to another writer now.
+            if owned.contains(&partition) {
+                match log.published_below(partition, mark).await {
+                    Ok(()) => tracing::trace!(partition, mark, "checkpoint recorded"),
+                    Err(e) => tracing::debug!(partition, error = %e, "checkpoint not recorded"),
+                }
+            }
+        }
+    }
+
     /// Takes over `partitions`: restores their orders from the state log (if any) and hands
     /// each worker its share, ahead of any command of them.
     async fn adopt(&self, partitions: &[i32], senders: &[mpsc::Sender<Work>]) -> Result<(), Error> {

@@ -46,6 +46,8 @@ pub(crate) enum Work {
         partitions: Vec<i32>,
         done: oneshot::Sender<()>,
     },
+    /// Answer once everything queued before is finished (made durable and published).
+    Checkpoint(oneshot::Sender<()>),
 }
 
 impl Work {
@@ -54,7 +56,7 @@ impl Work {
             Work::Command { envelope, .. } => Some(envelope.origin.partition),
             Work::Advance { owner, .. } => owner.map(|(p, _)| p),
             Work::Adopt { partition, .. } => Some(*partition),
-            Work::Revoke { .. } => None,
+            Work::Revoke { .. } | Work::Checkpoint(_) => None,
         }
     }
 }
@@ -152,7 +154,9 @@ impl Worker {
                 owner: Some((partition, epoch)),
                 ..
             } if !self.ownership.is_current(partition, epoch) => {}
-            Work::Adopt { .. } | Work::Revoke { .. } => self.control = Some(work),
+            Work::Adopt { .. } | Work::Revoke { .. } | Work::Checkpoint(_) => {
+                self.control = Some(work)
+            }
             work => batch.push(work),
         }
     }
@@ -285,9 +289,17 @@ impl Worker {
                         self.retry_after(&mut attempt, e, "store").await?;
                     }
                 }
+                if !records.is_empty() {
+                    tracing::debug!(
+                        worker = self.id,
+                        partition,
+                        records = records.len(),
+                        "publishing again what the previous owner may not have"
+                    );
+                }
                 if let (Some(sink), false) = (&shared.sink, records.is_empty()) {
-                    let mut attempt = 0;
-                    while let Err(e) = sink.publish(&records).await {
+                    let (mut attempt, mut accepted) = (0, Vec::new());
+                    while let Err(e) = sink.publish_pending(&records, &mut accepted).await {
                         self.retry_after(&mut attempt, e, "transition sink").await?;
                     }
                 }
@@ -304,6 +316,9 @@ impl Worker {
                         }
                     }
                 }
+                let _ = done.send(());
+            }
+            Work::Checkpoint(done) => {
                 let _ = done.send(());
             }
             work => self.control = Some(work),
@@ -438,8 +453,9 @@ impl Worker {
             }
         }
         if let (Some(sink), false) = (&shared.sink, plan.records.is_empty()) {
-            let mut attempt = 0;
-            while let Err(e) = sink.publish(&plan.records).await {
+            // A retry goes only to the sinks that failed: the others already have the records.
+            let (mut attempt, mut accepted) = (0, Vec::new());
+            while let Err(e) = sink.publish_pending(&plan.records, &mut accepted).await {
                 self.retry_after(&mut attempt, e, "transition sink").await?;
             }
         }
@@ -545,7 +561,7 @@ impl Worker {
                         }
                     }
                 }
-                Work::Adopt { .. } | Work::Revoke { .. } => {}
+                Work::Adopt { .. } | Work::Revoke { .. } | Work::Checkpoint(_) => {}
             }
         }
         plan.writes = cache
