@@ -51,8 +51,9 @@ pub use config::{
 };
 pub use error::KafkaError;
 pub use producer::{
-    KafkaCommandSink, KafkaDeadLetterSink, KafkaTransitionSink, HEADER_OFFSET, HEADER_PARTITION,
-    HEADER_REASON, HEADER_TOPIC,
+    KafkaCommandSink, KafkaDeadLetterSink, KafkaTransitionSink, HEADER_OFFSET,
+    HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_SIZE, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC,
+    MAX_DEAD_LETTER_PAYLOAD,
 };
 pub use source::KafkaSource;
 pub use topics::{provision_mock_topics, provision_topics};

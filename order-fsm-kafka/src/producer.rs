@@ -24,6 +24,19 @@ pub const HEADER_TOPIC: &str = "original-topic";
 pub const HEADER_PARTITION: &str = "original-partition";
 /// Header of a dead letter: its offset there.
 pub const HEADER_OFFSET: &str = "original-offset";
+/// Header of a dead letter whose payload was cut to [`MAX_DEAD_LETTER_PAYLOAD`]: the size of
+/// the original payload, in bytes.
+pub const HEADER_ORIGINAL_SIZE: &str = "original-size";
+/// Header of a dead letter whose payload was cut: the SHA-256 of the original payload (hex).
+pub const HEADER_ORIGINAL_SHA256: &str = "original-sha256";
+/// Largest dead-letter payload produced whole. A longer one (a poison message of megabytes,
+/// which no producer with the default `message.max.bytes` of 1 MB would take) is cut to this
+/// many bytes, with [`HEADER_ORIGINAL_SIZE`] and [`HEADER_ORIGINAL_SHA256`] naming the
+/// original, so it never stops its partition. Keys are cut at 1 KiB, reasons at 4 KiB.
+pub const MAX_DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
+/// Longest dead-letter key and reason kept.
+const MAX_DEAD_LETTER_KEY: usize = 1024;
+const MAX_DEAD_LETTER_REASON: usize = 4096;
 /// Header of a transition record: the id of the `publish` call that produced it.
 pub(crate) const HEADER_BATCH: &str = "ofsm-batch";
 /// Header of a transition record: the highest version of its order in the same batch.
@@ -258,22 +271,63 @@ impl KafkaDeadLetterSink {
         })
     }
 
-    /// Produces one raw dead letter and waits for its delivery.
+    /// Produces one raw dead letter (cut to the bounds, see [`MAX_DEAD_LETTER_PAYLOAD`]) and
+    /// waits for its delivery.
     pub(crate) async fn send_raw(
         &self,
-        key: Vec<u8>,
-        payload: Vec<u8>,
+        mut key: Vec<u8>,
+        mut payload: Vec<u8>,
         reason: &str,
         partition: i32,
         offset: i64,
     ) -> Result<(), KafkaError> {
+        key.truncate(MAX_DEAD_LETTER_KEY);
+        let reason = cut_text(reason, MAX_DEAD_LETTER_REASON);
+        let mut headers = dead_letter_headers(reason, &self.source_topic, partition, offset);
+        if payload.len() > MAX_DEAD_LETTER_PAYLOAD {
+            use sha2::Digest;
+            let size = payload.len().to_string();
+            let digest: String = sha2::Sha256::digest(&payload)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            payload.truncate(MAX_DEAD_LETTER_PAYLOAD);
+            tracing::warn!(
+                partition,
+                offset,
+                size = %size,
+                sha256 = %digest,
+                "dead letter payload cut to {MAX_DEAD_LETTER_PAYLOAD} bytes"
+            );
+            headers = headers
+                .insert(Header {
+                    key: HEADER_ORIGINAL_SIZE,
+                    value: Some(&size),
+                })
+                .insert(Header {
+                    key: HEADER_ORIGINAL_SHA256,
+                    value: Some(&digest),
+                });
+        }
         let message = Outgoing {
             key,
             payload,
-            headers: dead_letter_headers(reason, &self.source_topic, partition, offset),
+            headers,
         };
         self.producer.send_all(vec![message]).await
     }
+}
+
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn cut_text(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn dead_letter_headers(reason: &str, topic: &str, partition: i32, offset: i64) -> OwnedHeaders {

@@ -7,8 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{assert_all_complete, place_orders, WorkerProcess};
-use common::{eventually, topic_size, Broker};
+use common::process::{assert_all_complete, outcome, place_orders, WorkerProcess};
+use common::{eventually, read_topic, topic_size, Broker};
+use order_fsm::{Command, CommandSink};
+use order_fsm_kafka::KafkaCommandSink;
 
 const PARTITIONS: i32 = 6;
 /// Each state is held this long, so orders are mid-lifecycle when a worker goes.
@@ -88,7 +90,54 @@ async fn churn(broker: Broker) {
     drop(a);
 }
 
+/// Cancels sent while one of two workers is dead reach the orders it owned once the other
+/// takes its partitions over: every order ends `cancelled`, none is shipped after an
+/// accepted cancel (before partition-owned state, the survivor dead-lettered them as
+/// "order not found" and the restarted owner completed them).
+async fn cancels_reach_the_orders_of_a_dead_worker(broker: Broker) {
+    if let Some(reason) = broker.cannot_reassign_a_dead_members_partitions() {
+        eprintln!("SKIPPED cancels_reach_the_orders_of_a_dead_worker: {reason}");
+        return;
+    }
+    let config = broker.config("cancels", PARTITIONS).await;
+    // Long dwell: every order is still cancellable (processing or preparing) when it is
+    // cancelled, even after the hand-over fires its overdue timer.
+    let a = WorkerProcess::start(&config, "a", 4_000);
+    let b = WorkerProcess::start(&config, "b", 4_000);
+    let (ids, producer) = place_orders(&config, 300, Duration::from_millis(20));
+    producer.await.expect("producer");
+    progress(&config, 300).await;
+    b.kill();
+    let cancels: Vec<Command> = ids.iter().map(|id| Command::apply(*id, "cancel")).collect();
+    KafkaCommandSink::new(&config)
+        .expect("command sink")
+        .submit(&cancels)
+        .await
+        .expect("submit cancels");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let last = loop {
+        let now = outcome(&config, &ids).await;
+        let cancelled = now.unfinished.get("cancelled").copied().unwrap_or(0);
+        if cancelled == ids.len() || std::time::Instant::now() > deadline {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    eprintln!("final: {last}");
+    assert_eq!(last.conflicting, 0);
+    assert_eq!(last.completed, 0, "no cancelled order completes: {last}");
+    assert_eq!(
+        last.unfinished.get("cancelled").copied(),
+        Some(ids.len()),
+        "every order cancelled: {last}"
+    );
+    let dead_letters = read_topic(&config, config.dead_letter_topic()).await;
+    assert!(dead_letters.is_empty(), "no cancel dead-lettered");
+    drop(a);
+}
+
 against_both!(
+    cancels_reach_the_orders_of_a_dead_worker,
     killed_and_not_restarted,
     stopped_gracefully,
     scaled_one_three_one,
