@@ -148,16 +148,18 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     finished?;
 
     let mut snapshot = report.metrics;
-    discount_warm_up(&mut snapshot, elapsed);
-    let dead_letters = snapshot.dead_lettered;
-    let stored = store.len() as u64;
-    if stored != orders + 1 - load.errors {
+    // Every order the intake accepted was placed by the runner (finished ones may have
+    // left the store already: it holds live orders and those within their retention).
+    let accepted = orders + 1 - load.errors;
+    if snapshot.orders_placed != accepted {
         return Err(format!(
-            "{stored} orders stored for {} placed",
-            orders + 1 - load.errors
+            "{} orders placed by the runner for {accepted} accepted by the intake",
+            snapshot.orders_placed
         )
         .into());
     }
+    discount_warm_up(&mut snapshot, elapsed);
+    let dead_letters = snapshot.dead_lettered;
     Ok(EmbeddedRun {
         summary: Summary::new(orders, elapsed, snapshot),
         windows: metrics.metrics(),

@@ -22,7 +22,7 @@ struct Args {
     #[arg(long, default_value_t = 1_000)]
     orders: usize,
     /// State-machine workers.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 8)]
     workers: usize,
     /// Partitions of each topic.
     #[arg(long, default_value_t = 4)]

@@ -21,7 +21,7 @@ struct Args {
     #[command(flatten)]
     dwell: DwellArgs,
     /// Runner workers (parallel orders) in this process.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 8)]
     workers: usize,
     /// Elasticsearch URL; transitions, orders and metrics are indexed there when set.
     #[arg(long, env = "ORDER_FSM_ES_URL")]
