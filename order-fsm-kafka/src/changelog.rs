@@ -27,6 +27,13 @@ const HEADER_PUBLISHED_BELOW: &str = "order-fsm-published-below";
 /// Key of marker records (not an order id, so never a tombstone).
 const MARKER_KEY: &str = "order-fsm-marker";
 
+/// Records behind the end of its partition past which a live order's latest record counts
+/// as lagging (at least; four times the live orders when there are more).
+const LAGGING_WINDOW: i64 = 1_000;
+
+/// Most lagging orders named at once.
+const LAGGING_BATCH: usize = 1_000;
+
 /// Default bound of one [`StateLog::restore`].
 const DEFAULT_RESTORE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -362,6 +369,22 @@ impl StateLog for KafkaStateLog {
         };
         self.lock().remove(&partition);
         marked
+    }
+
+    /// Live orders whose latest record is more than `max(1,000, 4 × live orders)` records
+    /// behind the end of the partition (at most 1,000 per call, oldest first).
+    fn lagging(&self, partition: i32) -> Vec<OrderId> {
+        let tracked = self.lock();
+        let Some(positions) = tracked.get(&partition) else {
+            return Vec::new();
+        };
+        let window = (4 * positions.latest.len() as i64).max(LAGGING_WINDOW);
+        positions
+            .by_offset
+            .range(..positions.end - window)
+            .take(LAGGING_BATCH)
+            .map(|(_, order)| *order)
+            .collect()
     }
 
     fn mark(&self, partition: i32) -> Option<u64> {

@@ -83,6 +83,14 @@ pub trait StateLog: Send + Sync {
         Ok(())
     }
 
+    /// Orders of `partition` whose latest change lies so far back that restores read much
+    /// more than the live orders (a restore reads from the oldest live order's latest
+    /// change on). The runner appends their current state again, which moves that point
+    /// forward. Default: none.
+    fn lagging(&self, _partition: i32) -> Vec<OrderId> {
+        Vec::new()
+    }
+
     /// The caller gives `partition` up after a clean hand-over: every change it appended
     /// there was published. A log may record that, so the next owner's restore does not
     /// publish those changes' records again ([`StateChange::published_up_to`] of the restored
@@ -109,6 +117,9 @@ impl<L: StateLog + ?Sized> StateLog for Arc<L> {
     }
     fn mark(&self, partition: i32) -> Option<u64> {
         (**self).mark(partition)
+    }
+    fn lagging(&self, partition: i32) -> Vec<OrderId> {
+        (**self).lagging(partition)
     }
     async fn published_below(&self, partition: i32, mark: u64) -> Result<(), Error> {
         (**self).published_below(partition, mark).await

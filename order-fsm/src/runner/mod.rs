@@ -403,7 +403,7 @@ impl Runner {
                 {
                     let done = checkpoint.take().expect("guarded");
                     if passed.iter().all(Result::is_ok) {
-                        self.checkpointed(&done.marks, &owned).await;
+                        self.checkpointed(&done.marks, &owned, &senders).await;
                     }
                     continue;
                 }
@@ -592,7 +592,14 @@ impl Runner {
     }
 
     /// Every worker passed a checkpoint: what was appended below its marks is published.
-    async fn checkpointed(&self, marks: &[(i32, u64)], owned: &HashSet<i32>) {
+    /// Then the orders whose latest change lags far behind are appended again by their
+    /// workers, so restores keep reading about as much as the live orders.
+    async fn checkpointed(
+        &self,
+        marks: &[(i32, u64)],
+        owned: &HashSet<i32>,
+        senders: &[mpsc::Sender<Work>],
+    ) {
         let Some(log) = &self.shared.state_log else {
             return;
         };
@@ -602,6 +609,21 @@ impl Runner {
                 match log.published_below(partition, mark).await {
                     Ok(()) => tracing::trace!(partition, mark, "checkpoint recorded"),
                     Err(e) => tracing::debug!(partition, error = %e, "checkpoint not recorded"),
+                }
+                let lagging = log.lagging(partition);
+                if lagging.is_empty() {
+                    continue;
+                }
+                let mut shares: HashMap<usize, Vec<crate::OrderId>> = HashMap::new();
+                for id in lagging {
+                    let shard = (id.shard_key() % self.workers as u64) as usize;
+                    shares.entry(shard).or_default().push(id);
+                }
+                for (shard, orders) in shares {
+                    let refresh = Work::Refresh { partition, orders };
+                    if senders[shard].send(refresh).await.is_err() {
+                        return;
+                    }
                 }
             }
         }

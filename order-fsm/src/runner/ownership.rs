@@ -48,6 +48,11 @@ impl Ownership {
             .is_some_and(|held| held.epoch == epoch)
     }
 
+    /// Whether `partition` is held here.
+    pub(super) fn holds(&self, partition: i32) -> bool {
+        self.partitions.contains_key(&partition)
+    }
+
     /// Records that `order` of `partition` is held here; `finished` starts its retention.
     pub(super) fn hold(&mut self, partition: i32, order: OrderId, finished: bool, now: Instant) {
         self.partitions

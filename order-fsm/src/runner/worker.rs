@@ -48,6 +48,12 @@ pub(crate) enum Work {
     },
     /// Answer once everything queued before is finished (made durable and published).
     Checkpoint(oneshot::Sender<()>),
+    /// Append these orders' current states to the state log again (their latest changes
+    /// lag far behind; see `StateLog::lagging`).
+    Refresh {
+        partition: i32,
+        orders: Vec<OrderId>,
+    },
 }
 
 impl Work {
@@ -57,6 +63,7 @@ impl Work {
             Work::Advance { owner, .. } => owner.map(|(p, _)| p),
             Work::Adopt { partition, .. } => Some(*partition),
             Work::Revoke { .. } | Work::Checkpoint(_) => None,
+            Work::Refresh { partition, .. } => Some(*partition),
         }
     }
 }
@@ -154,9 +161,10 @@ impl Worker {
                 owner: Some((partition, epoch)),
                 ..
             } if !self.ownership.is_current(partition, epoch) => {}
-            Work::Adopt { .. } | Work::Revoke { .. } | Work::Checkpoint(_) => {
-                self.control = Some(work)
-            }
+            Work::Adopt { .. }
+            | Work::Revoke { .. }
+            | Work::Checkpoint(_)
+            | Work::Refresh { .. } => self.control = Some(work),
             work => batch.push(work),
         }
     }
@@ -320,6 +328,42 @@ impl Worker {
             }
             Work::Checkpoint(done) => {
                 let _ = done.send(());
+            }
+            Work::Refresh { partition, orders } => {
+                let Some(log) = &shared.state_log else {
+                    return Ok(());
+                };
+                if !self.ownership.holds(partition) {
+                    return Ok(()); // revoked since the runner asked
+                }
+                let mut changes = Vec::with_capacity(orders.len());
+                for id in orders {
+                    let mut attempt = 0;
+                    let state = loop {
+                        match shared.store.get(id).await {
+                            Ok(state) => break state,
+                            Err(e) => self.retry_after(&mut attempt, e, "store").await?,
+                        }
+                    };
+                    if let Some(state) = state {
+                        // Nothing new to publish: the same state, appended again.
+                        let published_up_to = state.version;
+                        changes.push(StateChange {
+                            partition,
+                            state,
+                            published_up_to,
+                        });
+                    }
+                }
+                let mut attempt = 0;
+                while let Err(e) = log.append(&changes).await {
+                    self.retry_after(&mut attempt, e, "state log").await?;
+                }
+                tracing::debug!(
+                    partition,
+                    orders = changes.len(),
+                    "refreshed lagging orders"
+                );
             }
             work => self.control = Some(work),
         }
@@ -561,7 +605,10 @@ impl Worker {
                         }
                     }
                 }
-                Work::Adopt { .. } | Work::Revoke { .. } | Work::Checkpoint(_) => {}
+                Work::Adopt { .. }
+                | Work::Revoke { .. }
+                | Work::Checkpoint(_)
+                | Work::Refresh { .. } => {}
             }
         }
         plan.writes = cache
