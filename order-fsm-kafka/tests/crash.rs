@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{assert_all_complete, outcome, place_orders, WorkerProcess};
+use common::process::{assert_all_complete, one_at_a_time, outcome, place_orders, WorkerProcess};
 use common::{eventually, topic_size, Broker};
 
 const ORDERS: usize = 10_000;
@@ -13,6 +13,7 @@ const ORDERS: usize = 10_000;
 const RECORDS: i64 = 5 * ORDERS as i64;
 
 async fn crash_and_restart(broker: Broker) {
+    let _alone = one_at_a_time().await;
     // 16 partitions: the mock cluster keeps only 5 MB per partition, and the test reads the
     // whole transitions topic back (50,000 records of about 600 bytes).
     let config = broker.config("crash", 16).await;

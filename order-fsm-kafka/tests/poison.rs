@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{assert_all_complete, place_orders, WorkerProcess};
+use common::process::{assert_all_complete, one_at_a_time, place_orders, WorkerProcess};
 use common::{eventually, header, read_topic, Broker};
 use order_fsm::{Command, Purchase};
 use order_fsm_kafka::{HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_SIZE, MAX_DEAD_LETTER_PAYLOAD};
@@ -15,6 +15,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 
 async fn poison_messages_do_not_stop_a_partition(broker: Broker) {
+    let _alone = one_at_a_time().await;
     // One partition: the good orders queue right behind the poison.
     let config = broker.config("poison", 1).await;
     let mut producer = ClientConfig::new();

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::process::{assert_all_complete, outcome, place_orders, WorkerProcess};
+use common::process::{assert_all_complete, one_at_a_time, outcome, place_orders, WorkerProcess};
 use common::{eventually, read_topic, topic_size, Broker};
 use order_fsm::{Command, CommandSink};
 use order_fsm_kafka::KafkaCommandSink;
@@ -28,6 +28,7 @@ async fn progress(config: &order_fsm_kafka::KafkaConfig, records: i64) {
 
 /// Two workers; one is SIGKILLed mid-run and not restarted.
 async fn killed_and_not_restarted(broker: Broker) {
+    let _alone = one_at_a_time().await;
     if let Some(reason) = broker.cannot_reassign_a_dead_members_partitions() {
         eprintln!("SKIPPED killed_and_not_restarted: {reason}");
         return;
@@ -45,6 +46,7 @@ async fn killed_and_not_restarted(broker: Broker) {
 
 /// Two workers; one stops gracefully (SIGTERM) mid-run.
 async fn stopped_gracefully(broker: Broker) {
+    let _alone = one_at_a_time().await;
     let config = broker.config("stopped", PARTITIONS).await;
     let a = WorkerProcess::start(&config, "a", DWELL_MS);
     let b = WorkerProcess::start(&config, "b", DWELL_MS);
@@ -58,6 +60,7 @@ async fn stopped_gracefully(broker: Broker) {
 
 /// One worker, then three, then one again, while orders flow.
 async fn scaled_one_three_one(broker: Broker) {
+    let _alone = one_at_a_time().await;
     let config = broker.config("scaled", PARTITIONS).await;
     let a = WorkerProcess::start(&config, "a", DWELL_MS);
     let (ids, producer) = place_orders(&config, 3_000, Duration::from_millis(100));
@@ -66,6 +69,7 @@ async fn scaled_one_three_one(broker: Broker) {
     let c = WorkerProcess::start(&config, "c", DWELL_MS);
     progress(&config, 6_000).await;
     b.terminate();
+    tokio::time::sleep(Duration::from_secs(2)).await;
     c.terminate();
     producer.await.expect("producer");
     assert_all_complete(&config, &ids, Duration::from_secs(120)).await;
@@ -74,6 +78,7 @@ async fn scaled_one_three_one(broker: Broker) {
 
 /// One worker stays; a second is restarted every few seconds for half a minute, under load.
 async fn churn(broker: Broker) {
+    let _alone = one_at_a_time().await;
     let config = broker.config("churn", PARTITIONS).await;
     let a = WorkerProcess::start(&config, "a", DWELL_MS);
     let (ids, producer) = place_orders(&config, 6_000, Duration::from_millis(250));
@@ -95,6 +100,7 @@ async fn churn(broker: Broker) {
 /// accepted cancel (before partition-owned state, the survivor dead-lettered them as
 /// "order not found" and the restarted owner completed them).
 async fn cancels_reach_the_orders_of_a_dead_worker(broker: Broker) {
+    let _alone = one_at_a_time().await;
     if let Some(reason) = broker.cannot_reassign_a_dead_members_partitions() {
         eprintln!("SKIPPED cancels_reach_the_orders_of_a_dead_worker: {reason}");
         return;

@@ -14,6 +14,16 @@ use rdkafka::Message;
 
 use super::read_topic;
 
+/// Runs one scenario with worker processes at a time in a test binary: two at once starve
+/// each other's heartbeats on a 2-core machine, and a session that expires under load
+/// looks like a crash to the group (tansu 0.6.0 then never reassigns its partitions).
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::OnceLock<tokio::sync::Mutex<()>> = std::sync::OnceLock::new();
+    LOCK.get_or_init(|| tokio::sync::Mutex::new(()))
+        .lock()
+        .await
+}
+
 /// A worker process; killed when dropped, so a failing test leaves none behind.
 pub struct WorkerProcess {
     child: Child,
