@@ -1,0 +1,249 @@
+//! Planning a batch: the pure engine applied to batch-local copies of the orders.
+
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Cached, Plan, Work, Worker, Write};
+use crate::{
+    Command, DeadLetter, Envelope, Error, Event, EventId, OrderId, OrderState, Origin,
+    TransitionRecord,
+};
+
+impl Worker {
+    /// Plans `batch` with the engine against the stored states; writes nothing.
+    pub(super) async fn plan(&mut self, batch: &[Work]) -> Result<Plan, Error> {
+        let mut plan = Plan::default();
+        let mut cache: HashMap<OrderId, Cached> = HashMap::new();
+        for work in batch {
+            let partition = work.partition();
+            match work {
+                Work::Command { envelope, .. } => {
+                    let order_id = envelope.command.order_id();
+                    let cached = self.load(&mut cache, order_id, partition).await?;
+                    let outcome = self.apply_command(cached, &envelope.command, &mut plan);
+                    if let Err(e) = outcome {
+                        self.reject(&mut plan, envelope, e);
+                    }
+                }
+                &Work::Advance {
+                    order_id, version, ..
+                } => {
+                    let cached = self.load(&mut cache, order_id, partition).await?;
+                    let Some(state) = cached.state.as_mut().filter(|s| s.version == version) else {
+                        continue; // the order moved on since the timer was set
+                    };
+                    let Some(kind) = self.shared.engine.lifecycle().advance_event(state.status)
+                    else {
+                        continue;
+                    };
+                    let event = Event {
+                        id: EventId::auto_advance(order_id, version),
+                        kind,
+                        at: self.shared.clock.now(),
+                        expected_version: Some(version),
+                        reason: None,
+                    };
+                    match self.transition(state, &event, &mut plan) {
+                        Ok(()) => cached.dirty = true,
+                        Err(Error::Duplicate { .. }) => {}
+                        Err(e) => {
+                            tracing::error!(%order_id, error = %e, "automatic advance rejected")
+                        }
+                    }
+                }
+                Work::Adopt { .. }
+                | Work::Revoke { .. }
+                | Work::Checkpoint(_)
+                | Work::Refresh { .. } => {}
+            }
+        }
+        plan.writes = cache
+            .into_values()
+            .filter(|c| c.dirty)
+            .filter_map(|c| {
+                let (expected, partition) = (c.stored_version, c.partition);
+                c.state.map(|state| Write {
+                    expected,
+                    state,
+                    partition,
+                })
+            })
+            .collect();
+        Ok(plan)
+    }
+
+    async fn load<'c>(
+        &self,
+        cache: &'c mut HashMap<OrderId, Cached>,
+        id: OrderId,
+        partition: Option<i32>,
+    ) -> Result<&'c mut Cached, Error> {
+        let cached = match cache.entry(id) {
+            Entry::Occupied(cached) => cached.into_mut(),
+            Entry::Vacant(slot) => {
+                let state = self.shared.store.get(id).await?;
+                slot.insert(Cached {
+                    stored_version: state.as_ref().map_or(0, |s| s.version),
+                    state,
+                    dirty: false,
+                    partition,
+                })
+            }
+        };
+        cached.partition = cached.partition.or(partition);
+        Ok(cached)
+    }
+
+    /// Applies one command to the batch-local state; `Err` is a rejection to dead-letter
+    /// (or a duplicate to skip).
+    fn apply_command(
+        &mut self,
+        cached: &mut Cached,
+        command: &Command,
+        plan: &mut Plan,
+    ) -> Result<(), Error> {
+        let engine = &self.shared.engine;
+        match command {
+            Command::Place {
+                order_id,
+                event_id,
+                purchase,
+                placed_at,
+            } => {
+                if let Some(existing) = &cached.state {
+                    return Err(if existing.has_seen(*event_id) {
+                        Error::Duplicate {
+                            event_id: *event_id,
+                        }
+                    } else {
+                        Error::Conflict {
+                            order_id: *order_id,
+                            expected: 0,
+                            actual: Some(existing.version),
+                        }
+                    });
+                }
+                purchase.validate()?;
+                let at = placed_at.unwrap_or_else(|| self.shared.clock.now());
+                let state = engine.place_with(*order_id, Arc::clone(purchase), *event_id, at);
+                plan.records
+                    .push(TransitionRecord::placed(engine.lifecycle(), &state));
+                self.tally.placed += 1;
+                let state = cached.state.insert(state);
+                cached.dirty = true;
+                self.after_transition(state, plan);
+                Ok(())
+            }
+            Command::Apply {
+                order_id,
+                event_id,
+                event,
+                expected_version,
+                reason,
+            } => {
+                let kind = engine
+                    .lifecycle()
+                    .event(event)
+                    .ok_or_else(|| Error::UnknownEvent {
+                        event: event.clone(),
+                    })?;
+                let state = cached.state.as_mut().ok_or(Error::NotFound {
+                    order_id: *order_id,
+                })?;
+                let event = Event {
+                    id: *event_id,
+                    kind,
+                    at: self.shared.clock.now(),
+                    expected_version: *expected_version,
+                    reason: reason.clone(),
+                };
+                let outcome = self.transition(state, &event, plan);
+                if let Err(e) = &outcome {
+                    if e.is_rejection() {
+                        state.remember_rejection(*event_id);
+                    }
+                }
+                cached.dirty |= !matches!(outcome, Err(Error::Duplicate { .. }));
+                outcome
+            }
+        }
+    }
+
+    /// Applies `event`, records it, and follows the automatic path.
+    fn transition(
+        &mut self,
+        state: &mut OrderState,
+        event: &Event,
+        plan: &mut Plan,
+    ) -> Result<(), Error> {
+        self.commit_event(state, event, plan)?;
+        self.after_transition(state, plan);
+        Ok(())
+    }
+
+    /// Applies `event` to the batch-local state and records the transition.
+    fn commit_event(
+        &mut self,
+        state: &mut OrderState,
+        event: &Event,
+        plan: &mut Plan,
+    ) -> Result<(), Error> {
+        let engine = &self.shared.engine;
+        let transition = engine.apply(state, event)?;
+        state.commit(&transition, event.reason.clone())?;
+        plan.records.push(TransitionRecord::of_transition(
+            engine.lifecycle(),
+            state,
+            &transition,
+            event.reason.clone(),
+        ));
+        self.tally.transitions.push((transition, state.created_at));
+        Ok(())
+    }
+
+    /// With auto-advance on: takes the state's automatic advance now (no dwell) or
+    /// schedules it.
+    fn after_transition(&mut self, state: &mut OrderState, plan: &mut Plan) {
+        let Some(dwell) = self.shared.auto_advance else {
+            return;
+        };
+        while let Some(kind) = self.shared.engine.lifecycle().advance_event(state.status) {
+            let delay = dwell.sample(&mut self.rng);
+            if !delay.is_zero() {
+                plan.timers.push((state.id, state.version, delay));
+                return;
+            }
+            let event = Event {
+                id: EventId::auto_advance(state.id, state.version),
+                kind,
+                at: self.shared.clock.now(),
+                expected_version: Some(state.version),
+                reason: None,
+            };
+            if self.commit_event(state, &event, plan).is_err() {
+                return;
+            }
+        }
+    }
+
+    fn reject(&mut self, plan: &mut Plan, envelope: &Envelope, error: Error) {
+        match error {
+            Error::Duplicate { .. } => self.tally.duplicates += 1,
+            error => {
+                self.tally.dead_lettered += 1;
+                let reason = match &error {
+                    Error::Conflict { .. } => {
+                        format!("order {} already exists", envelope.command.order_id())
+                    }
+                    other => other.to_string(),
+                };
+                plan.dead_letters.push(DeadLetter {
+                    command: envelope.command.clone(),
+                    reason,
+                    origin: Origin { ..envelope.origin },
+                });
+            }
+        }
+    }
+}
