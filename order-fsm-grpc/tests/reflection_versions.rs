@@ -15,73 +15,49 @@ async fn channel(h: &Harness) -> tonic::transport::Channel {
         .unwrap()
 }
 
-/// The service names a v1 server lists, and whether it can describe the order service.
-async fn ask_v1(channel: tonic::transport::Channel) -> (Vec<String>, bool) {
-    use v1::server_reflection_request::MessageRequest;
-    use v1::server_reflection_response::MessageResponse;
-    let requests = [
-        MessageRequest::ListServices(String::new()),
-        MessageRequest::FileContainingSymbol(SERVICE_NAME.into()),
-    ]
-    .map(|m| v1::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(m),
-    });
-    let mut client = v1::server_reflection_client::ServerReflectionClient::new(channel);
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter(requests))
-        .await
-        .expect("v1 ServerReflectionInfo")
-        .into_inner();
-    let first = responses.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
-        panic!("v1: unexpected {first:?}");
+/// `async fn $name(channel) -> (service names listed, whether the order service could be
+/// described)`, asked in reflection protocol `$version` (the two have the same messages in
+/// different generated modules).
+macro_rules! ask {
+    ($name:ident, $version:ident) => {
+        async fn $name(channel: tonic::transport::Channel) -> (Vec<String>, bool) {
+            use $version::server_reflection_request::MessageRequest;
+            use $version::server_reflection_response::MessageResponse;
+            let requests = [
+                MessageRequest::ListServices(String::new()),
+                MessageRequest::FileContainingSymbol(SERVICE_NAME.into()),
+            ]
+            .map(|m| $version::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(m),
+            });
+            let mut client =
+                $version::server_reflection_client::ServerReflectionClient::new(channel);
+            let mut responses = client
+                .server_reflection_info(tokio_stream::iter(requests))
+                .await
+                .expect(concat!(stringify!($version), " ServerReflectionInfo"))
+                .into_inner();
+            let first = responses.message().await.unwrap().unwrap();
+            let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
+                panic!("{}: unexpected {first:?}", stringify!($version));
+            };
+            let second = responses.message().await.unwrap().unwrap();
+            let described = matches!(
+                second.message_response,
+                Some(MessageResponse::FileDescriptorResponse(files))
+                    if !files.file_descriptor_proto.is_empty()
+            );
+            (
+                list.service.into_iter().map(|s| s.name).collect(),
+                described,
+            )
+        }
     };
-    let second = responses.message().await.unwrap().unwrap();
-    let described = matches!(
-        second.message_response,
-        Some(MessageResponse::FileDescriptorResponse(files))
-            if !files.file_descriptor_proto.is_empty()
-    );
-    (
-        list.service.into_iter().map(|s| s.name).collect(),
-        described,
-    )
 }
 
-/// The same questions in the v1alpha protocol.
-async fn ask_v1alpha(channel: tonic::transport::Channel) -> (Vec<String>, bool) {
-    use v1alpha::server_reflection_request::MessageRequest;
-    use v1alpha::server_reflection_response::MessageResponse;
-    let requests = [
-        MessageRequest::ListServices(String::new()),
-        MessageRequest::FileContainingSymbol(SERVICE_NAME.into()),
-    ]
-    .map(|m| v1alpha::ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(m),
-    });
-    let mut client = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter(requests))
-        .await
-        .expect("v1alpha ServerReflectionInfo")
-        .into_inner();
-    let first = responses.message().await.unwrap().unwrap();
-    let Some(MessageResponse::ListServicesResponse(list)) = first.message_response else {
-        panic!("v1alpha: unexpected {first:?}");
-    };
-    let second = responses.message().await.unwrap().unwrap();
-    let described = matches!(
-        second.message_response,
-        Some(MessageResponse::FileDescriptorResponse(files))
-            if !files.file_descriptor_proto.is_empty()
-    );
-    (
-        list.service.into_iter().map(|s| s.name).collect(),
-        described,
-    )
-}
+ask!(ask_v1, v1);
+ask!(ask_v1alpha, v1alpha);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_answers_v1_and_v1alpha_clients() {

@@ -244,21 +244,20 @@ impl Reader {
 
 /// The published-below header of a marker record.
 fn published_below_header(message: &BorrowedMessage<'_>) -> Option<i64> {
-    message
-        .headers()?
-        .iter()
-        .find(|h| h.key == HEADER_PUBLISHED_BELOW)
-        .and_then(|h| h.value)
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.trim().parse().ok())
+    number_header(message, HEADER_PUBLISHED_BELOW)
 }
 
 /// The restore-from header of `message`, if present and a number.
 fn restore_from_header(message: &BorrowedMessage<'_>) -> Option<i64> {
+    number_header(message, HEADER_RESTORE_FROM)
+}
+
+/// Header `name` of `message` as a number, if present and one.
+fn number_header(message: &BorrowedMessage<'_>, name: &str) -> Option<i64> {
     message
         .headers()?
         .iter()
-        .find(|h| h.key == HEADER_RESTORE_FROM)
+        .find(|h| h.key == name)
         .and_then(|h| h.value)
         .and_then(|v| std::str::from_utf8(v).ok())
         .and_then(|v| v.trim().parse().ok())

@@ -34,10 +34,8 @@ impl Worker {
                         self.arm(state.id, state.version, Some((partition, epoch)), delay);
                     }
                     records.extend(change.unpublished(&lifecycle));
-                    let mut attempt = 0;
-                    while let Err(e) = shared.store.put(change.state.clone()).await {
-                        self.retry_after(&mut attempt, e, "store").await?;
-                    }
+                    self.retrying("store", || shared.store.put(change.state.clone()))
+                        .await?;
                 }
                 if !records.is_empty() {
                     tracing::debug!(
@@ -60,10 +58,8 @@ impl Worker {
                     // Only a store that can be restored is emptied; without a state log
                     // the store is the only copy.
                     if shared.state_log.is_some() {
-                        let mut attempt = 0;
-                        while let Err(e) = shared.store.evict(&orders).await {
-                            self.retry_after(&mut attempt, e, "store").await?;
-                        }
+                        self.retrying("store", || shared.store.evict(&orders))
+                            .await?;
                     }
                 }
                 let _ = done.send(());
@@ -80,13 +76,7 @@ impl Worker {
                 }
                 let mut changes = Vec::with_capacity(orders.len());
                 for id in orders {
-                    let mut attempt = 0;
-                    let state = loop {
-                        match shared.store.get(id).await {
-                            Ok(state) => break state,
-                            Err(e) => self.retry_after(&mut attempt, e, "store").await?,
-                        }
-                    };
+                    let state = self.retrying("store", || shared.store.get(id)).await?;
                     if let Some(state) = state {
                         // Nothing new to publish: the same state, appended again.
                         let published_up_to = state.version;
@@ -97,10 +87,7 @@ impl Worker {
                         });
                     }
                 }
-                let mut attempt = 0;
-                while let Err(e) = log.append(&changes).await {
-                    self.retry_after(&mut attempt, e, "state log").await?;
-                }
+                self.retrying("state log", || log.append(&changes)).await?;
                 tracing::debug!(
                     partition,
                     orders = changes.len(),
@@ -120,15 +107,11 @@ impl Worker {
         };
         for (partition, orders) in self.ownership.expire(retention, Instant::now()) {
             if let Some(log) = &shared.state_log {
-                let mut attempt = 0;
-                while let Err(e) = log.forget(partition, &orders).await {
-                    self.retry_after(&mut attempt, e, "state log").await?;
-                }
+                self.retrying("state log", || log.forget(partition, &orders))
+                    .await?;
             }
-            let mut attempt = 0;
-            while let Err(e) = shared.store.evict(&orders).await {
-                self.retry_after(&mut attempt, e, "store").await?;
-            }
+            self.retrying("store", || shared.store.evict(&orders))
+                .await?;
         }
         Ok(())
     }

@@ -252,6 +252,24 @@ impl Worker {
         })
     }
 
+    /// Runs `op` until it succeeds, waiting between attempts as [`Self::retry_after`] does.
+    async fn retrying<T, Fut>(
+        &mut self,
+        what: &str,
+        mut op: impl FnMut() -> Fut,
+    ) -> Result<T, Interrupted>
+    where
+        Fut: std::future::Future<Output = Result<T, Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match op().await {
+                Ok(value) => return Ok(value),
+                Err(e) => self.retry_after(&mut attempt, e, what).await?,
+            }
+        }
+    }
+
     /// Waits before another attempt after `error`, or gives up on it.
     async fn retry_after(
         &mut self,
@@ -316,11 +334,10 @@ impl Worker {
             }
         };
         for letter in &plan.dead_letters {
-            let mut attempt = 0;
-            while let Err(e) = shared.dead_letters.dead_letter(letter).await {
-                self.retry_after(&mut attempt, e, "dead-letter sink")
-                    .await?;
-            }
+            self.retrying("dead-letter sink", || {
+                shared.dead_letters.dead_letter(letter)
+            })
+            .await?;
         }
         let lifecycle = shared.engine.lifecycle();
         let mut changes = Vec::with_capacity(plan.writes.len());
@@ -339,24 +356,17 @@ impl Worker {
                     });
                 }
                 None => {
-                    let mut attempt = 0;
-                    while let Err(e) = shared.store.put(write.state.clone()).await {
-                        self.retry_after(&mut attempt, e, "store").await?;
-                    }
+                    self.retrying("store", || shared.store.put(write.state.clone()))
+                        .await?;
                 }
             }
         }
         if let (Some(log), false) = (&shared.state_log, changes.is_empty()) {
-            let mut attempt = 0;
-            while let Err(e) = log.append(&changes).await {
-                self.retry_after(&mut attempt, e, "state log").await?;
-            }
+            self.retrying("state log", || log.append(&changes)).await?;
         }
         for change in changes {
-            let mut attempt = 0;
-            while let Err(e) = shared.store.put(change.state.clone()).await {
-                self.retry_after(&mut attempt, e, "store").await?;
-            }
+            self.retrying("store", || shared.store.put(change.state.clone()))
+                .await?;
         }
         if let (Some(sink), false) = (&shared.sink, plan.records.is_empty()) {
             // A retry goes only to the sinks that failed: the others already have the records.
