@@ -10,6 +10,9 @@
 //!   each order, keyed by order id, partition *p* holding the orders of commands partition
 //!   *p*): a worker assigned a partition restores its live orders from it, so orders survive
 //!   rebalances, crashes and scale-out.
+//! - [`KafkaFollower`]: a reader of the transitions topic with its own consumer group and
+//!   committed offsets that drives any [`order_fsm::TransitionSink`] (an index, a mailer, a
+//!   read model) at its own pace, at least once, out of the workers' acknowledgement path.
 //! - [`provision_topics`] / [`provision_mock_topics`]: the four topics with a chosen
 //!   partition count.
 //! - [`KafkaConfig`]: brokers, group, topics and any librdkafka property, `from_env()`.
@@ -39,6 +42,7 @@ mod changelog;
 mod codec;
 mod config;
 mod error;
+mod follower;
 mod producer;
 mod source;
 mod topics;
@@ -50,6 +54,7 @@ pub use config::{
     DEFAULT_STATE_TOPIC, DEFAULT_TRANSITIONS_TOPIC,
 };
 pub use error::KafkaError;
+pub use follower::{FollowerBuilder, FollowerProgress, FollowerReport, KafkaFollower, StartFrom};
 pub use producer::{
     KafkaCommandSink, KafkaDeadLetterSink, KafkaTransitionSink, HEADER_OFFSET,
     HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_SIZE, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC,

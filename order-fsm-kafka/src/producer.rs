@@ -271,6 +271,12 @@ impl KafkaDeadLetterSink {
         })
     }
 
+    /// The same sink, naming `topic` as the origin of its letters.
+    pub(crate) fn naming_origin(mut self, topic: &str) -> Self {
+        self.source_topic = topic.into();
+        self
+    }
+
     /// Produces one raw dead letter (cut to the bounds, see [`MAX_DEAD_LETTER_PAYLOAD`]) and
     /// waits for its delivery.
     pub(crate) async fn send_raw(
