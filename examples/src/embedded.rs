@@ -1,27 +1,28 @@
 //! The whole system in one process on embedded defaults: librdkafka's mock cluster, the gRPC
 //! (or HTTP) intake on a free loopback port, a runner with N workers whose orders are kept
-//! in the state topic (cached in memory while live), e-mails into an outbox folder, metrics
-//! in memory.
+//! in the state topic (cached in memory while live) and whose transitions go to the
+//! transitions topic, and two followers of that topic: the intake's read model and e-mails
+//! into an outbox folder. Metrics in memory.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use order_fsm::{
-    Dwell, Lifecycle, MemorySink, MemoryStore, MetricsRecord, Purchase, Runner, TransitionSink,
-};
+use order_fsm::{Dwell, Lifecycle, MemorySink, MemoryStore, MetricsRecord, Purchase, Runner};
 use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
 use order_fsm_kafka::{
-    provision_mock_topics, KafkaCommandSink, KafkaConfig, KafkaDeadLetterSink, KafkaSource,
-    KafkaStateLog, KafkaTransitionSink,
+    provision_mock_topics, KafkaCommandSink, KafkaConfig, KafkaDeadLetterSink, KafkaFollower,
+    KafkaSource, KafkaStateLog, KafkaTransitionSink,
 };
 use rdkafka::mocking::MockCluster;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::followers::{Followers, MAIL_BATCH};
 use crate::load::{self, Intake, LoadResult, Sending};
 use crate::notify::{EmailNotifier, Language};
+use crate::projection::ReadModel;
 use crate::report::Summary;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -64,6 +65,9 @@ pub struct EmbeddedRun {
     pub load: LoadResult,
     /// Commands sent to the dead-letter topic.
     pub dead_letters: u64,
+    /// Seconds the followers (read model, mail) still needed after the last order finished
+    /// to deliver every transition.
+    pub followers_behind_secs: f64,
 }
 
 /// Runs the system until every order reached a terminal state (or the timeout passed).
@@ -82,21 +86,34 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     provision_mock_topics(&cluster, &kafka, config.partitions)?;
 
     let store = Arc::new(MemoryStore::new());
-    let hub = WatchHub::default();
     let metrics = Arc::new(MemorySink::new());
-    let mut runner = Runner::builder(Arc::clone(&lifecycle))
-        .store(store.clone())
+    let runner = Runner::builder(Arc::clone(&lifecycle))
+        .store(store)
         .state_log(Arc::new(KafkaStateLog::new(
             &kafka,
             Arc::clone(&lifecycle),
         )?))
         .retention(config.retention)
+        // The acknowledgement path holds the state log and the transitions topic only; the
+        // read model and the mail follow the topic at their own pace.
         .sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
-        .sink(Arc::new(hub.clone()) as Arc<dyn TransitionSink>)
         .dead_letters(Arc::new(KafkaDeadLetterSink::new(&kafka)?))
         .metrics_sink(metrics.clone(), Duration::from_millis(100))
         .workers(config.workers)
         .auto_advance(config.dwell);
+    let read_model = Arc::new(MemoryStore::new());
+    let hub = WatchHub::default();
+    let mut followers = Followers::default();
+    followers.spawn(
+        KafkaFollower::builder(&kafka, "read-model")
+            .ephemeral()
+            .build()?,
+        Arc::new(ReadModel::new(
+            Arc::clone(&lifecycle),
+            read_model.clone(),
+            hub.clone(),
+        )),
+    );
     if let Some(outbox) = &config.outbox {
         let mail = EmailNotifier::outbox(
             outbox,
@@ -104,7 +121,10 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
             config.language,
             Arc::clone(&lifecycle),
         )?;
-        runner = runner.sink(Arc::new(mail));
+        let follower = KafkaFollower::builder(&kafka, "mail")
+            .batch_size(MAIL_BATCH)
+            .build()?;
+        followers.spawn(follower, Arc::new(mail));
     }
     let runner = Arc::new(runner.build()?);
 
@@ -122,7 +142,7 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
         &config.intake,
         &lifecycle,
         commands,
-        store.clone(),
+        read_model,
         hub,
         stop.clone().cancelled_owned(),
     )
@@ -146,6 +166,14 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     stop.cancel();
     let report = running.await??;
     finished?;
+    // Every record the runner published (placements and transitions) reaches each follower.
+    let published = report.metrics.orders_placed + report.metrics.transitions;
+    let catching_up = Instant::now();
+    followers
+        .caught_up(published, Duration::from_secs(60))
+        .await?;
+    let followers_behind_secs = catching_up.elapsed().as_secs_f64();
+    followers.stop().await?;
 
     let mut snapshot = report.metrics;
     // Every order the intake accepted was placed by the runner (finished ones may have
@@ -165,6 +193,7 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
         windows: metrics.metrics(),
         load,
         dead_letters,
+        followers_behind_secs,
     })
 }
 

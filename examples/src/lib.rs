@@ -6,6 +6,7 @@
 pub mod cli;
 pub mod dataset;
 pub mod embedded;
+pub mod followers;
 pub mod http;
 pub mod load;
 pub mod notify;

@@ -1,62 +1,63 @@
-//! A read model in another process: follows the transitions topic into a store and a watch
-//! hub, so an intake can answer `GetOrder`, `ListOrders` and `WatchOrder`.
+//! The intake's read model: a [`TransitionSink`] that projects every transition into a
+//! store and a watch hub, so an intake can answer `GetOrder`, `ListOrders` and `WatchOrder`.
+//! An (ephemeral) follower of the transitions topic feeds it; see [`crate::followers`].
 
 use std::sync::Arc;
 
-use order_fsm::{Lifecycle, MemoryStore, TransitionRecord, TransitionSink};
+use async_trait::async_trait;
+use order_fsm::{Error, Lifecycle, MemoryStore, TransitionRecord, TransitionSink};
 use order_fsm_grpc::WatchHub;
-use order_fsm_kafka::KafkaConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::Message;
 
-/// Applies every record of the transitions topic, from the beginning, to `store` and
-/// `hub`, until `shutdown` completes. Each follower reads the whole topic (its own group).
-///
-/// # Errors
-/// Consumer creation or subscription failures.
-pub async fn follow(
-    kafka: &KafkaConfig,
+/// Projects transitions into `store` (an older or repeated record changes nothing) and
+/// tells `hub`'s watchers about the ones that changed an order.
+pub struct ReadModel {
     lifecycle: Arc<Lifecycle>,
     store: Arc<MemoryStore>,
     hub: WatchHub,
-    shutdown: impl std::future::Future<Output = ()>,
-) -> Result<(), rdkafka::error::KafkaError> {
-    // The adapter's reader settings: without its short fetch backoff librdkafka would pause
-    // for 1 s each time this (decoding, so slower) reader drains its prefetch queue.
-    let consumer: StreamConsumer = kafka
-        .reader_client_config()
-        .set(
-            "group.id",
-            format!("order-fsm-read-model-{}", order_fsm::EventId::random()),
-        )
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    consumer.subscribe(&[kafka.transitions_topic()])?;
-    tokio::pin!(shutdown);
-    loop {
-        let message = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            message = consumer.recv() => message,
-        };
-        let message = match message {
-            Ok(message) => message,
-            Err(e) => {
-                tracing::warn!(error = %e, "transitions topic");
-                continue;
-            }
-        };
-        let Some(Ok(record)) = message
-            .payload()
-            .map(serde_json::from_slice::<TransitionRecord>)
-        else {
-            tracing::warn!(
-                offset = message.offset(),
-                "unreadable transition record skipped"
-            );
-            continue;
-        };
-        if store.project(&lifecycle, &record) {
-            let _ = hub.publish(std::slice::from_ref(&record)).await;
+}
+
+impl ReadModel {
+    /// A read model over `store` and `hub`.
+    pub fn new(lifecycle: Arc<Lifecycle>, store: Arc<MemoryStore>, hub: WatchHub) -> Self {
+        Self {
+            lifecycle,
+            store,
+            hub,
         }
+    }
+}
+
+#[async_trait]
+impl TransitionSink for ReadModel {
+    async fn publish(&self, records: &[TransitionRecord]) -> Result<(), Error> {
+        let applied: Vec<TransitionRecord> = records
+            .iter()
+            .filter(|r| self.store.project(&self.lifecycle, r))
+            .cloned()
+            .collect();
+        if applied.is_empty() {
+            return Ok(());
+        }
+        self.hub.publish(&applied).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use order_fsm::OrderStore;
+
+    #[tokio::test]
+    async fn projects_each_version_once_and_tells_the_watchers() {
+        let lifecycle = Arc::new(Lifecycle::ecommerce());
+        let store = Arc::new(MemoryStore::new());
+        let model = ReadModel::new(Arc::clone(&lifecycle), store.clone(), WatchHub::default());
+        let records = order_fsm::testing::sample_records();
+        model.publish(&records[..3]).await.unwrap();
+        model.publish(&records).await.unwrap(); // a repeat of the first three, then the rest
+        model.publish(&records[..2]).await.unwrap(); // older records change nothing
+        let order = store.get(records[0].order_id).await.unwrap().unwrap();
+        assert_eq!(order.version, 5);
+        assert_eq!(lifecycle.state_name(order.status), "completed");
     }
 }

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use clap::Parser;
 use order_fsm::{Lifecycle, MemoryStore};
 use order_fsm_examples::cli::{self, KafkaArgs};
-use order_fsm_examples::{http, projection};
+use order_fsm_examples::followers::Followers;
+use order_fsm_examples::http;
+use order_fsm_examples::projection::ReadModel;
 use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
-use order_fsm_kafka::KafkaCommandSink;
+use order_fsm_kafka::{KafkaCommandSink, KafkaFollower};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -37,16 +39,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let hub = WatchHub::default();
 
     let stop = CancellationToken::new();
-    let follower = tokio::spawn({
-        let (kafka, lifecycle, store, hub) = (
-            kafka.clone(),
+    // The read model is rebuilt from the whole topic at each start (no committed offsets).
+    let mut followers = Followers::default();
+    followers.spawn(
+        KafkaFollower::builder(&kafka, "read-model")
+            .ephemeral()
+            .build()?,
+        Arc::new(ReadModel::new(
             Arc::clone(&lifecycle),
             store.clone(),
             hub.clone(),
-        );
-        let stop = stop.clone().cancelled_owned();
-        async move { projection::follow(&kafka, lifecycle, store, hub, stop).await }
-    });
+        )),
+    );
     let grpc = OrderServiceBuilder::new(Arc::clone(&lifecycle))
         .with_commands(commands.clone())
         .with_store(store.clone())
@@ -66,10 +70,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         args.grpc_addr, args.http_addr
     );
 
-    tokio::signal::ctrl_c().await?;
+    let failure = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        error = followers.failed() => Some(error),
+    };
     stop.cancel();
     grpc.await??;
     http.await??;
-    follower.await??;
+    followers.stop().await?;
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
     Ok(())
 }

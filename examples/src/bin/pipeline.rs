@@ -101,6 +101,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         l.errors
     );
     println!("dead letters       {:>10}", run.dead_letters);
+    println!(
+        "followers caught up {:>9.2} s after the last order finished (lag measured each second)",
+        run.followers_behind_secs
+    );
     if !args.no_mail {
         println!(
             "mails in outbox    {:>10}",

@@ -1,16 +1,19 @@
-//! A state-machine worker process: Kafka commands → engine → state and transitions topics,
-//! Elasticsearch and e-mail. Run up to as many as the commands topic has partitions; each
-//! restores the orders of the partitions it is assigned from the state topic, so workers
-//! may join, leave or crash at any time.
+//! A state-machine worker process: Kafka commands → engine → state and transitions topics.
+//! Run up to as many as the commands topic has partitions; each restores the orders of the
+//! partitions it is assigned from the state topic, so workers may join, leave or crash at
+//! any time.
+//!
+//! With `--es-url` / `--smtp-url` it also runs the Elasticsearch and mail followers of the
+//! transitions topic (as the `follower` program does): each on its own consumer group, out
+//! of the workers' acknowledgement path, so a slow or down destination never holds up orders.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use order_fsm::{Lifecycle, Runner, TransitionSink};
-use order_fsm_elastic::ElasticBuilder;
+use order_fsm::{Lifecycle, Runner};
 use order_fsm_examples::cli::{self, DwellArgs, KafkaArgs};
-use order_fsm_examples::notify::{EmailNotifier, Language};
+use order_fsm_examples::followers::DestinationArgs;
 use order_fsm_kafka::{KafkaDeadLetterSink, KafkaSource, KafkaStateLog, KafkaTransitionSink};
 
 #[derive(Parser, Debug)]
@@ -20,28 +23,11 @@ struct Args {
     kafka: KafkaArgs,
     #[command(flatten)]
     dwell: DwellArgs,
+    #[command(flatten)]
+    destinations: DestinationArgs,
     /// Runner workers (parallel orders) in this process.
     #[arg(long, default_value_t = 8)]
     workers: usize,
-    /// Elasticsearch URL; transitions, orders and metrics are indexed there when set.
-    #[arg(long, env = "ORDER_FSM_ES_URL")]
-    es_url: Option<String>,
-    /// Prefix of the Elasticsearch index names.
-    #[arg(long, env = "ORDER_FSM_ES_INDEX_PREFIX", default_value = "order-fsm-")]
-    es_index_prefix: String,
-    /// SMTP server (`smtp://host:port`); customers are mailed at each state change when set.
-    #[arg(long, env = "ORDER_FSM_SMTP_URL")]
-    smtp_url: Option<String>,
-    /// Sender address of the mails.
-    #[arg(
-        long,
-        env = "ORDER_FSM_MAIL_FROM",
-        default_value = "orders@shop.example"
-    )]
-    mail_from: String,
-    /// Language of the mails.
-    #[arg(long, value_enum, default_value_t = Language::En)]
-    language: Language,
     /// Seconds a finished order stays in this worker's memory (recognising redelivered
     /// commands) before it is dropped from memory and from the state topic.
     #[arg(long, env = "ORDER_FSM_RETENTION_SECS", default_value_t = 60)]
@@ -54,29 +40,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let kafka = args.kafka.provisioned_config().await?;
+    let (followers, elastic) = args.destinations.start(&kafka, &lifecycle).await?;
     let mut runner = Runner::builder(Arc::clone(&lifecycle))
         .state_log(Arc::new(KafkaStateLog::new(
             &kafka,
             Arc::clone(&lifecycle),
         )?))
         .retention(Some(Duration::from_secs(args.retention_secs)))
+        // The acknowledgement path: the state log and the transitions topic, nothing else.
         .sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
         .dead_letters(Arc::new(KafkaDeadLetterSink::new(&kafka)?))
         .workers(args.workers)
         .auto_advance(args.dwell.dwell());
-    if let Some(url) = &args.es_url {
-        let elastic = ElasticBuilder::new(url.clone())
-            .with_index_prefix(args.es_index_prefix.clone())
-            .build()
-            .await?;
-        runner = runner
-            .sink(Arc::new(elastic.clone()) as Arc<dyn TransitionSink>)
-            .metrics_sink(Arc::new(elastic), Duration::from_secs(1));
-    }
-    if let Some(url) = &args.smtp_url {
-        let mail =
-            EmailNotifier::smtp(url, &args.mail_from, args.language, Arc::clone(&lifecycle))?;
-        runner = runner.sink(Arc::new(mail));
+    if let Some(elastic) = elastic {
+        runner = runner.metrics_sink(Arc::new(elastic), Duration::from_secs(1));
     }
     let runner = runner.build()?;
     eprintln!(
@@ -84,9 +61,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         kafka.commands_topic(),
         kafka.group()
     );
+    let mut failure = None;
     let report = runner
         .run(KafkaSource::new(&kafka)?, async {
-            let _ = tokio::signal::ctrl_c().await;
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                error = followers.failed() => failure = Some(error),
+            }
         })
         .await?;
     let m = &report.metrics;
@@ -98,5 +79,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         m.finished_in("completed"),
         m.dead_lettered
     );
+    let reports = followers.stop().await;
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
+    for (name, report) in reports? {
+        eprintln!(
+            "worker: follower {name}: {} delivered, {} retries",
+            report.delivered, report.retries
+        );
+    }
     Ok(())
 }
