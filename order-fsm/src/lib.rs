@@ -3,6 +3,7 @@
 
 mod changelog;
 mod clock;
+mod decide;
 mod domain;
 mod engine;
 mod error;
@@ -18,6 +19,7 @@ pub mod testing;
 
 pub use changelog::{HistoryRecord, MemoryStateLog, StateChange, StateLog, StateRecord};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use decide::Decision;
 pub use domain::{EventId, Money, OrderId, Purchase, MAX_FIELD_CHARS};
 pub use engine::{Engine, Event, HistoryEntry, OrderState, Transition};
 pub use error::{BoxError, Error};
