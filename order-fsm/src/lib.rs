@@ -7,6 +7,7 @@ mod decide;
 mod domain;
 mod engine;
 mod error;
+pub mod intake;
 mod lifecycle;
 mod memory;
 mod message;
