@@ -1,78 +1,128 @@
-//! The HTTP intake beside gRPC, as the original systems had: `POST /orders` and
-//! `GET /orders/{id}`, plus `POST /orders/batch` (a JSON array of up to 1,000 purchases, all
-//! or none, like gRPC `PlaceOrders`).
+//! The HTTP intake beside gRPC, as the original systems had. Both go through the core's
+//! [`order_fsm::intake`], so they check, derive ids and answer the same way:
+//!
+//! | route | body | answer |
+//! |---|---|---|
+//! | `POST /orders` | a purchase, optionally with `"idempotency_key"` (or an `Idempotency-Key` header) | `202` placed, `200` when the key already placed it |
+//! | `POST /orders/batch` | an array of up to 1,000 such purchases, all or none (like gRPC `PlaceOrders`) | `202` with `"orders"` |
+//! | `GET /orders/{id}` | | `200` the order and its history |
+//! | `POST /orders/{id}/events` | `{"event", "expected_version"?, "reason"?, "idempotency_key"?}` | `202` with `from`/`to`/`version`, `200` when the key already applied it (like gRPC `ApplyEvent`) |
+//!
+//! A placement answers `{order_id, event_id, status, version, already_existed}`; the same
+//! key over gRPC and HTTP names the same order. Errors answer `{"error", "field"}` (plus
+//! `"index"` in a batch) with `400` (invalid field, unknown event, undecodable body), `404`
+//! (unknown order), `409` (illegal transition naming state and event, terminal state, stale
+//! `expected_version`, a retried event that was rejected), `422` (an idempotency key reused
+//! for another purchase) or `503` (backend unavailable: retry with the same key).
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use order_fsm::intake::{BatchError, EventRequest, Intake, PlaceRequest, Placed};
 use order_fsm::{
-    Clock, Command, CommandSink, Error, EventId, Lifecycle, OrderId, OrderStore, Purchase,
-    SystemClock, TransitionRecord,
+    CommandSink, Engine, Error, Lifecycle, OrderId, OrderStore, Purchase, TransitionRecord,
 };
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{json, Value};
 
 /// Most purchases one `POST /orders/batch` may carry (as many as a gRPC `PlaceOrders`).
-pub const MAX_BATCH: usize = order_fsm_grpc::MAX_PLACEMENTS_PER_CALL;
+pub const MAX_BATCH: usize = order_fsm::intake::MAX_PLACEMENTS_PER_CALL;
+
+/// The header that carries a request's idempotency key.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 struct Gateway {
     lifecycle: Arc<Lifecycle>,
-    commands: Arc<dyn CommandSink>,
+    intake: Intake,
     store: Arc<dyn OrderStore>,
 }
 
-/// The routes, placing through `commands` and reading from `store`.
+/// The routes, placing and applying events through `commands` and reading from `store`.
 pub fn router(
     lifecycle: Arc<Lifecycle>,
     commands: Arc<dyn CommandSink>,
     store: Arc<dyn OrderStore>,
 ) -> Router {
+    let intake = Intake::new(
+        Engine::new(Arc::clone(&lifecycle)),
+        commands,
+        Arc::clone(&store),
+    );
     Router::new()
         .route("/orders", post(place))
         .route("/orders/batch", post(place_batch))
         .route("/orders/{id}", get(read))
+        .route("/orders/{id}/events", post(apply_event))
         .with_state(Arc::new(Gateway {
             lifecycle,
-            commands,
+            intake,
             store,
         }))
 }
 
 /// An error as JSON, with the status a client can act on; `index` names the purchase of a
-/// batch it is about.
+/// batch it is about, `event` the event being applied.
 struct ApiError {
     error: Error,
     index: Option<usize>,
+    event: Option<String>,
 }
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        Self { error, index: None }
+        Self {
+            error,
+            index: None,
+            event: None,
+        }
+    }
+}
+
+impl From<BatchError> for ApiError {
+    fn from(BatchError { index, error }: BatchError) -> Self {
+        Self {
+            error,
+            index,
+            event: None,
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self.error {
-            Error::InvalidField { .. } | Error::Decode { .. } => StatusCode::BAD_REQUEST,
+            Error::InvalidField { .. } | Error::Decode { .. } | Error::UnknownEvent { .. } => {
+                StatusCode::BAD_REQUEST
+            }
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
-            e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+            Error::IllegalTransition { .. }
+            | Error::Terminal { .. }
+            | Error::StaleVersion { .. }
+            | Error::AlreadyRejected { .. }
+            | Error::Duplicate { .. }
+            | Error::Conflict { .. } => StatusCode::CONFLICT,
+            Error::IdempotencyKeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Unavailable { .. } | Error::Closed(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let field = match &self.error {
             Error::InvalidField { field, .. } => Some(*field),
+            Error::UnknownEvent { .. } => Some("event"),
+            Error::IdempotencyKeyReused { .. } => Some("idempotency_key"),
             _ => None,
         };
+        let message = order_fsm::intake::message(&self.error, self.event.as_deref());
         let body = match self.index {
             Some(index) => json!({
-                "error": format!("orders[{index}]: {}", self.error),
+                "error": format!("orders[{index}]: {message}"),
                 "field": field,
                 "index": index,
             }),
-            None => json!({ "error": self.error.to_string(), "field": field }),
+            None => json!({ "error": message, "field": field }),
         };
         (status, Json(body)).into_response()
     }
@@ -86,57 +136,133 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, 
     })
 }
 
-/// The placement of a checked purchase.
-fn placement(purchase: Purchase) -> Command {
-    Command::Place {
-        order_id: OrderId::random(),
-        event_id: EventId::random(),
-        purchase: purchase.into(),
-        placed_at: Some(SystemClock.now()),
+/// A purchase as the body carries it: the purchase's fields, plus an optional key.
+#[derive(Deserialize)]
+struct KeyedPurchase {
+    #[serde(flatten)]
+    purchase: Purchase,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+impl From<KeyedPurchase> for PlaceRequest {
+    fn from(p: KeyedPurchase) -> Self {
+        Self {
+            purchase: p.purchase,
+            idempotency_key: p.idempotency_key,
+        }
     }
+}
+
+/// The body of `POST /orders/{id}/events`.
+#[derive(Deserialize)]
+struct EventBody {
+    event: String,
+    #[serde(default)]
+    expected_version: Option<u64>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// The request's key: the `Idempotency-Key` header or the body's field (the same if both).
+fn key(headers: &HeaderMap, body: Option<String>) -> Result<Option<String>, Error> {
+    let Some(header) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(body);
+    };
+    let header = header
+        .to_str()
+        .map_err(|_| Error::invalid_field("idempotency_key", "is not visible ASCII"))?;
+    match body {
+        Some(body) if body != header => Err(Error::invalid_field(
+            "idempotency_key",
+            "differs between the header and the body",
+        )),
+        _ => Ok(Some(header.to_owned())),
+    }
+}
+
+fn placed_json(lifecycle: &Lifecycle, p: &Placed) -> Value {
+    json!({
+        "order_id": p.order_id,
+        "event_id": p.event_id,
+        "status": lifecycle.state_name(p.status),
+        "version": p.version,
+        "already_existed": p.already_existed,
+    })
 }
 
 async fn place(
     State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let purchase: Purchase = decode(&body, "a purchase")?;
-    purchase.validate()?;
-    let command = placement(purchase);
-    let order_id = command.order_id();
-    gateway.commands.submit(&[command]).await?;
-    let status = gateway.lifecycle.state_name(gateway.lifecycle.initial());
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "order_id": order_id, "status": status })),
-    )
-        .into_response())
+    let mut request = PlaceRequest::from(decode::<KeyedPurchase>(&body, "a purchase")?);
+    request.idempotency_key = key(&headers, request.idempotency_key)?;
+    let placed = gateway.intake.place(request).await?;
+    let status = if placed.already_existed {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(placed_json(&gateway.lifecycle, &placed))).into_response())
 }
 
 async fn place_batch(
     State(gateway): State<Arc<Gateway>>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let purchases: Vec<Purchase> = decode(&body, "an array of purchases")?;
-    if purchases.is_empty() || purchases.len() > MAX_BATCH {
-        let reason = format!("must hold 1 to {MAX_BATCH} purchases");
-        return Err(Error::invalid_field("orders", reason).into());
-    }
-    let mut commands = Vec::with_capacity(purchases.len());
-    for (index, purchase) in purchases.into_iter().enumerate() {
-        purchase.validate().map_err(|error| ApiError {
-            error,
-            index: Some(index),
-        })?;
-        commands.push(placement(purchase));
-    }
-    gateway.commands.submit(&commands).await?;
-    let status = gateway.lifecycle.state_name(gateway.lifecycle.initial());
-    let orders: Vec<_> = commands
+    let purchases: Vec<KeyedPurchase> = decode(&body, "an array of purchases")?;
+    let requests = purchases.into_iter().map(PlaceRequest::from).collect();
+    let placed = gateway.intake.place_many(requests).await?;
+    let orders: Vec<_> = placed
         .iter()
-        .map(|c| json!({ "order_id": c.order_id(), "status": status }))
+        .map(|p| placed_json(&gateway.lifecycle, p))
         .collect();
     Ok((StatusCode::ACCEPTED, Json(json!({ "orders": orders }))).into_response())
+}
+
+async fn apply_event(
+    State(gateway): State<Arc<Gateway>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let order_id: OrderId = id.parse()?;
+    let body: EventBody = decode(&body, "an event")?;
+    let request = EventRequest {
+        order_id,
+        idempotency_key: key(&headers, body.idempotency_key)?,
+        event: body.event,
+        expected_version: body.expected_version,
+        reason: body.reason,
+    };
+    let event = request.event.clone();
+    let accepted = gateway
+        .intake
+        .apply(request)
+        .await
+        .map_err(|error| ApiError {
+            error,
+            index: None,
+            event: Some(event),
+        })?;
+    let lifecycle = &gateway.lifecycle;
+    let status = if accepted.already_applied {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    let body = json!({
+        "order_id": accepted.order_id,
+        "event_id": accepted.event_id,
+        "from": lifecycle.state_name(accepted.from),
+        "to": lifecycle.state_name(accepted.to),
+        "version": accepted.version,
+        "already_applied": accepted.already_applied,
+    });
+    Ok((status, Json(body)).into_response())
 }
 
 async fn read(
@@ -162,88 +288,4 @@ async fn read(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use order_fsm::{MemoryQueue, MemoryStore};
-    use serde_json::Value;
-
-    /// Serves the gateway on a loopback port over a queue and an empty store.
-    async fn serve() -> (String, MemoryQueue) {
-        let queue = MemoryQueue::new();
-        let app = router(
-            Arc::new(Lifecycle::ecommerce()),
-            Arc::new(queue.clone()),
-            Arc::new(MemoryStore::new()),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (url, queue)
-    }
-
-    async fn post(url: &str, body: &Value) -> (StatusCode, Value) {
-        let response = reqwest::Client::new()
-            .post(url)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
-        (status, response.json().await.unwrap())
-    }
-
-    #[tokio::test]
-    async fn a_batch_is_placed_whole_or_rejected_naming_the_purchase() {
-        let (url, queue) = serve().await;
-        let good = serde_json::to_value(Purchase::example()).unwrap();
-        let mut bad = good.clone();
-        bad["customer_email"] = "not-an-address".into();
-
-        let batch = Value::Array(vec![good.clone(), bad, good.clone()]);
-        let (status, body) = post(&format!("{url}/orders/batch"), &batch).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-        assert_eq!(body["index"], 1);
-        assert_eq!(body["field"], "customer_email");
-        assert!(body["error"].as_str().unwrap().starts_with("orders[1]: "));
-        assert_eq!(queue.pending(), 0, "a rejected batch places nothing");
-
-        let (status, body) = post(&format!("{url}/orders/batch"), &Value::Array(vec![])).await;
-        assert_eq!(
-            (status, &body["field"]),
-            (StatusCode::BAD_REQUEST, &"orders".into())
-        );
-        let (status, _) = post(&format!("{url}/orders/batch"), &good).await;
-        assert_eq!(status, StatusCode::BAD_REQUEST, "an object is not an array");
-
-        let batch = Value::Array(vec![good.clone(), good]);
-        let (status, body) = post(&format!("{url}/orders/batch"), &batch).await;
-        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-        let orders = body["orders"].as_array().unwrap();
-        assert_eq!(orders.len(), 2);
-        assert_ne!(orders[0]["order_id"], orders[1]["order_id"]);
-        assert!(orders.iter().all(|o| o["status"] == "processing"));
-        assert_eq!(queue.pending(), 2);
-    }
-
-    #[tokio::test]
-    async fn single_orders_and_reads_name_what_is_wrong() {
-        let (url, queue) = serve().await;
-        let mut bad = serde_json::to_value(Purchase::example()).unwrap();
-        bad["price"] = "-1.00".into();
-        let (status, body) = post(&format!("{url}/orders"), &bad).await;
-        assert_eq!(
-            (status, &body["field"]),
-            (StatusCode::BAD_REQUEST, &"price".into())
-        );
-        assert!(body.get("index").is_none());
-        let good = serde_json::to_value(Purchase::example()).unwrap();
-        let (status, _) = post(&format!("{url}/orders"), &good).await;
-        assert_eq!(status, StatusCode::ACCEPTED);
-        assert_eq!(queue.pending(), 1);
-
-        let get = |path: String| async move { reqwest::get(path).await.unwrap().status() };
-        assert_eq!(get(format!("{url}/orders/nope")).await.as_u16(), 400);
-        let unknown = OrderId::random();
-        assert_eq!(get(format!("{url}/orders/{unknown}")).await.as_u16(), 404);
-    }
-}
+mod tests;

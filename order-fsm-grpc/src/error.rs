@@ -67,21 +67,19 @@ impl From<Status> for Error {
 /// terminal state's refusal names both state and event.
 pub(crate) fn to_status(error: order_fsm::Error, event: Option<&str>) -> Status {
     use order_fsm::Error as E;
+    let message = order_fsm::intake::message(&error, event);
     match error {
-        E::InvalidField { .. } | E::Decode { .. } => Status::invalid_argument(error.to_string()),
-        E::UnknownEvent { event } => {
-            Status::invalid_argument(format!("invalid field `event`: unknown event `{event}`"))
+        E::InvalidField { .. } | E::Decode { .. } | E::UnknownEvent { .. } => {
+            Status::invalid_argument(message)
         }
-        E::NotFound { .. } => Status::not_found(error.to_string()),
-        E::IllegalTransition { .. } => Status::failed_precondition(error.to_string()),
-        E::Terminal { state } => Status::failed_precondition(format!(
-            "illegal transition: event `{}` is not allowed in terminal state `{state}`",
-            event.unwrap_or("?")
-        )),
-        E::StaleVersion { .. } | E::Conflict { .. } => Status::aborted(error.to_string()),
-        E::Duplicate { .. } => Status::already_exists(error.to_string()),
-        E::Unavailable { .. } | E::Closed(_) => Status::unavailable(error.to_string()),
-        other => Status::internal(other.to_string()),
+        E::NotFound { .. } => Status::not_found(message),
+        E::IllegalTransition { .. } | E::Terminal { .. } | E::AlreadyRejected { .. } => {
+            Status::failed_precondition(message)
+        }
+        E::StaleVersion { .. } | E::Conflict { .. } => Status::aborted(message),
+        E::Duplicate { .. } | E::IdempotencyKeyReused { .. } => Status::already_exists(message),
+        E::Unavailable { .. } | E::Closed(_) => Status::unavailable(message),
+        _ => Status::internal(message),
     }
 }
 

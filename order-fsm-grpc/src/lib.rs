@@ -8,10 +8,11 @@
 //!
 //! # Consistency
 //! Writes are asynchronous: `PlaceOrder`, `PlaceOrders` (up to 1,000 placements per call,
-//! all or none), `ApplyEvent` and `CancelOrder` validate the
-//! request (events are checked against the order's current state with
-//! [`order_fsm::Engine::apply`]) and submit a [`order_fsm::Command`]; a runner applies it
-//! later. Reads are therefore *eventually consistent*: an order is visible to `GetOrder`,
+//! all or none), `ApplyEvent` and `CancelOrder` go through the core's shared
+//! [`order_fsm::intake`] (the same checks, ids and answers as the HTTP gateway of the
+//! examples): it validates the request (events are decided against the order's current
+//! state with [`order_fsm::Engine::decide`]) and submits a [`order_fsm::Command`]; a
+//! runner applies it later. Reads are therefore *eventually consistent*: an order is visible to `GetOrder`,
 //! `ListOrders` and `WatchOrder` once a runner has processed its placement, and an event's
 //! effect once the runner applied it. Retried calls carrying the same idempotency key map to
 //! the same order and event ids (UUID v5), so the runner recognises them as duplicates.
@@ -22,7 +23,9 @@
 //! | invalid field, unknown event, unparsable id or price | `INVALID_ARGUMENT` (names the field) |
 //! | unknown order | `NOT_FOUND` |
 //! | illegal transition, terminal state | `FAILED_PRECONDITION` (names state and event) |
+//! | event retried with a key whose first try was rejected | `FAILED_PRECONDITION` |
 //! | stale `expected_version` | `ABORTED` |
+//! | idempotency key reused for another purchase | `ALREADY_EXISTS` (names `idempotency_key`) |
 //! | sink or store unavailable, shutting down | `UNAVAILABLE` |
 //! | deadline (`grpc-timeout` or the server's cap) passed | `DEADLINE_EXCEEDED` |
 //!

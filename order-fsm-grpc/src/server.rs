@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use order_fsm::intake::Intake;
 use order_fsm::{CommandSink, Engine, Lifecycle, OrderStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -116,9 +117,10 @@ impl OrderServiceBuilder {
             )));
         }
         let (stop_tx, stop_rx) = watch::channel(false);
+        let engine = Engine::new(self.lifecycle);
         let service = Service {
-            engine: Engine::new(self.lifecycle),
-            commands,
+            intake: Intake::new(engine.clone(), commands, Arc::clone(&store)),
+            engine,
             store,
             hub: self.hub,
             request_timeout: config.request_timeout,

@@ -4,15 +4,12 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use order_fsm::{
-    Clock, Command, CommandSink, Engine, Error as CoreError, Event, EventId, ListQuery, OrderId,
-    OrderStore, SystemClock, MAX_FIELD_CHARS,
-};
+use order_fsm::intake::{self, BatchError, EventRequest, Intake, PlaceRequest, Placed};
+use order_fsm::{Engine, Error as CoreError, ListQuery, OrderId, OrderStore};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use crate::convert::{order_to_proto, purchase_from_proto};
 use crate::deadline::{budget, within};
@@ -21,13 +18,13 @@ use crate::proto;
 use crate::proto::order_service_server::OrderService;
 use crate::watch::{Watch, WatchHub};
 
-/// Namespace of the UUID v5 ids derived from idempotency keys.
-const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_722d_6673_6d2d_6772_7063_0001);
+/// Most placements one `PlaceOrders` call may carry; a longer call is `INVALID_ARGUMENT`.
+pub use order_fsm::intake::MAX_PLACEMENTS_PER_CALL;
 
 /// What the handlers share.
 pub(crate) struct Service {
     pub(crate) engine: Engine,
-    pub(crate) commands: Arc<dyn CommandSink>,
+    pub(crate) intake: Intake,
     pub(crate) store: Arc<dyn OrderStore>,
     pub(crate) hub: Option<WatchHub>,
     pub(crate) request_timeout: Option<Duration>,
@@ -38,44 +35,8 @@ pub(crate) struct Service {
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
-/// One event request, from `ApplyEvent` or `CancelOrder`.
-struct EventRequest {
-    order_id: String,
-    event: String,
-    expected_version: Option<u64>,
-    reason: Option<String>,
-    idempotency_key: Option<String>,
-}
-
 fn core(error: CoreError) -> Status {
     to_status(error, None)
-}
-
-fn check_key(key: &str) -> Result<(), Status> {
-    if key.is_empty() || key.chars().count() > MAX_FIELD_CHARS || key.chars().any(char::is_control)
-    {
-        return Err(invalid(
-            "idempotency_key",
-            "must be 1 to 256 characters without control characters",
-        ));
-    }
-    Ok(())
-}
-
-fn derived(parts: &[&str]) -> Uuid {
-    Uuid::new_v5(&KEY_NAMESPACE, parts.join("\u{1f}").as_bytes())
-}
-
-/// Most placements one `PlaceOrders` call may carry; a longer call is `INVALID_ARGUMENT`.
-pub const MAX_PLACEMENTS_PER_CALL: usize = 1_000;
-
-/// A checked placement: a command to submit, or the order its idempotency key already named.
-enum Placement {
-    New {
-        command: Command,
-        reply: proto::PlaceOrderResponse,
-    },
-    Existing(proto::PlaceOrderResponse),
 }
 
 /// Names the placement of a `PlaceOrders` call that a status is about.
@@ -86,70 +47,34 @@ fn in_call(index: usize, status: Status) -> Status {
     )
 }
 
+/// A wire placement as the intake's request (the purchase converted, not yet checked).
+fn place_request(req: proto::PlaceOrderRequest) -> Result<PlaceRequest, Status> {
+    let wire = req
+        .purchase
+        .ok_or_else(|| invalid("purchase", "is required"))?;
+    Ok(PlaceRequest {
+        purchase: purchase_from_proto(wire).map_err(core)?,
+        idempotency_key: req.idempotency_key,
+    })
+}
+
 impl Service {
-    /// Checks one placement and decides what it creates, without submitting anything.
-    async fn prepare(&self, req: proto::PlaceOrderRequest) -> Result<Placement, Status> {
-        let wire = req
-            .purchase
-            .ok_or_else(|| invalid("purchase", "is required"))?;
-        let purchase = purchase_from_proto(wire).map_err(core)?;
-        purchase.validate().map_err(core)?;
-        let lifecycle = self.engine.lifecycle();
-        let (order_id, event_id) = match req.idempotency_key.as_deref() {
-            Some(key) => {
-                check_key(key)?;
-                let order = derived(&["order", key]).as_u128();
-                let event = derived(&["place", key]).as_u128();
-                (OrderId::from_u128(order), EventId::from_u128(event))
-            }
-            None => (OrderId::random(), EventId::random()),
-        };
-        if req.idempotency_key.is_some() {
-            if let Some(existing) = self.store.get(order_id).await.map_err(core)? {
-                if *existing.purchase != purchase {
-                    return Err(Status::already_exists(format!(
-                        "invalid field `idempotency_key`: already used for order {order_id} with a different purchase"
-                    )));
-                }
-                return Ok(Placement::Existing(proto::PlaceOrderResponse {
-                    order_id: order_id.to_string(),
-                    status: lifecycle.state_name(existing.status).to_owned(),
-                    version: existing.version,
-                    event_id: existing.placed_by.to_string(),
-                    already_existed: true,
-                }));
-            }
+    fn placed(&self, placed: Placed) -> proto::PlaceOrderResponse {
+        proto::PlaceOrderResponse {
+            order_id: placed.order_id.to_string(),
+            status: self.engine.lifecycle().state_name(placed.status).to_owned(),
+            version: placed.version,
+            event_id: placed.event_id.to_string(),
+            already_existed: placed.already_existed,
         }
-        let command = Command::Place {
-            order_id,
-            event_id,
-            purchase: purchase.into(),
-            // End-to-end latency runs from here, the moment the intake accepted the order.
-            placed_at: Some(SystemClock.now()),
-        };
-        Ok(Placement::New {
-            command,
-            reply: proto::PlaceOrderResponse {
-                order_id: order_id.to_string(),
-                status: lifecycle.state_name(lifecycle.initial()).to_owned(),
-                version: 1,
-                event_id: event_id.to_string(),
-                already_existed: false,
-            },
-        })
     }
 
     async fn place(
         &self,
         req: proto::PlaceOrderRequest,
     ) -> Result<proto::PlaceOrderResponse, Status> {
-        match self.prepare(req).await? {
-            Placement::Existing(reply) => Ok(reply),
-            Placement::New { command, reply } => {
-                self.commands.submit(&[command]).await.map_err(core)?;
-                Ok(reply)
-            }
-        }
+        let placed = self.intake.place(place_request(req)?).await.map_err(core)?;
+        Ok(self.placed(placed))
     }
 
     /// Checks every placement first, then submits the new ones in one sink call.
@@ -157,37 +82,24 @@ impl Service {
         &self,
         req: proto::PlaceOrdersRequest,
     ) -> Result<proto::PlaceOrdersResponse, Status> {
-        if req.orders.is_empty() {
-            return Err(invalid("orders", "is empty"));
-        }
-        if req.orders.len() > MAX_PLACEMENTS_PER_CALL {
-            return Err(invalid(
-                "orders",
-                &format!("has more than {MAX_PLACEMENTS_PER_CALL} placements"),
-            ));
-        }
-        let mut commands = Vec::with_capacity(req.orders.len());
-        let mut replies = Vec::with_capacity(req.orders.len());
-        let mut keys = std::collections::HashMap::new();
-        for (index, order) in req.orders.into_iter().enumerate() {
-            if let Some(key) = &order.idempotency_key {
-                if let Some(first) = keys.insert(key.clone(), index) {
-                    let reason = format!("repeats the key of orders[{first}]");
-                    return Err(in_call(index, invalid("idempotency_key", &reason)));
-                }
-            }
-            match self.prepare(order).await.map_err(|s| in_call(index, s))? {
-                Placement::Existing(reply) => replies.push(reply),
-                Placement::New { command, reply } => {
-                    commands.push(command);
-                    replies.push(reply);
-                }
-            }
-        }
-        if !commands.is_empty() {
-            self.commands.submit(&commands).await.map_err(core)?;
-        }
-        Ok(proto::PlaceOrdersResponse { orders: replies })
+        intake::check_batch(req.orders.len()).map_err(core)?;
+        let requests = req
+            .orders
+            .into_iter()
+            .enumerate()
+            .map(|(index, order)| place_request(order).map_err(|s| in_call(index, s)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let placed =
+            self.intake
+                .place_many(requests)
+                .await
+                .map_err(|BatchError { index, error }| match index {
+                    Some(index) => in_call(index, core(error)),
+                    None => core(error),
+                })?;
+        Ok(proto::PlaceOrdersResponse {
+            orders: placed.into_iter().map(|p| self.placed(p)).collect(),
+        })
     }
 
     async fn order(&self, id: &str) -> Result<order_fsm::OrderState, Status> {
@@ -247,78 +159,21 @@ impl Service {
 
     async fn event(&self, req: EventRequest) -> Result<proto::EventAccepted, Status> {
         let lifecycle = self.engine.lifecycle();
-        let order_id: OrderId = req.order_id.parse().map_err(core)?;
-        let kind = lifecycle.event(&req.event).ok_or_else(|| {
-            core(CoreError::UnknownEvent {
-                event: req.event.clone(),
-            })
-        })?;
-        if let Some(reason) = &req.reason {
-            if reason.chars().count() > MAX_FIELD_CHARS {
-                return Err(invalid("reason", "is longer than 256 characters"));
-            }
-        }
-        let event_id = match req.idempotency_key.as_deref() {
-            Some(key) => {
-                check_key(key)?;
-                let id = order_id.to_string();
-                EventId::from_u128(derived(&["event", &id, key]).as_u128())
-            }
-            None => EventId::random(),
-        };
-        let order = self.order(&req.order_id).await?;
-        let event = Event {
-            id: event_id,
-            kind,
-            at: SystemClock.now(),
-            expected_version: req.expected_version,
-            reason: req.reason.clone(),
-        };
-        let transition = match self.engine.apply(&order, &event) {
-            Ok(t) => t,
-            Err(CoreError::Duplicate { .. }) => {
-                return already_applied(lifecycle, &order, event_id)
-            }
-            Err(e) => return Err(to_status(e, Some(&req.event))),
-        };
-        let command = Command::Apply {
-            order_id,
-            event_id,
-            event: req.event,
-            expected_version: req.expected_version,
-            reason: req.reason,
-        };
-        self.commands.submit(&[command]).await.map_err(core)?;
+        let event = req.event.clone();
+        let accepted = self
+            .intake
+            .apply(req)
+            .await
+            .map_err(|e| to_status(e, Some(&event)))?;
         Ok(proto::EventAccepted {
-            order_id: order_id.to_string(),
-            event_id: event_id.to_string(),
-            from_status: lifecycle.state_name(transition.from).to_owned(),
-            to_status: lifecycle.state_name(transition.to).to_owned(),
-            version: transition.version,
-            already_applied: false,
+            order_id: accepted.order_id.to_string(),
+            event_id: accepted.event_id.to_string(),
+            from_status: lifecycle.state_name(accepted.from).to_owned(),
+            to_status: lifecycle.state_name(accepted.to).to_owned(),
+            version: accepted.version,
+            already_applied: accepted.already_applied,
         })
     }
-}
-
-/// The answer to a retried event: what it did the first time.
-fn already_applied(
-    lifecycle: &order_fsm::Lifecycle,
-    order: &order_fsm::OrderState,
-    event_id: EventId,
-) -> Result<proto::EventAccepted, Status> {
-    let Some(entry) = order.history.iter().find(|h| h.event_id == event_id) else {
-        return Err(Status::failed_precondition(format!(
-            "event {event_id} (same idempotency key) was already rejected"
-        )));
-    };
-    Ok(proto::EventAccepted {
-        order_id: order.id.to_string(),
-        event_id: event_id.to_string(),
-        from_status: lifecycle.state_name(entry.from).to_owned(),
-        to_status: lifecycle.state_name(entry.to).to_owned(),
-        version: entry.version,
-        already_applied: true,
-    })
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<proto::Transition, Status>> + Send>>;
@@ -374,14 +229,14 @@ impl OrderService for Service {
     ) -> Result<Response<proto::EventAccepted>, Status> {
         let limit = budget(request.metadata(), self.request_timeout);
         let req = request.into_inner();
-        let req = EventRequest {
-            order_id: req.order_id,
+        let event = EventRequest {
+            order_id: req.order_id.parse().map_err(core)?,
             event: req.event,
             expected_version: req.expected_version,
             reason: req.reason,
             idempotency_key: req.idempotency_key,
         };
-        within(limit, self.event(req)).await.map(Response::new)
+        within(limit, self.event(event)).await.map(Response::new)
     }
 
     async fn cancel_order(
@@ -390,14 +245,14 @@ impl OrderService for Service {
     ) -> Result<Response<proto::EventAccepted>, Status> {
         let limit = budget(request.metadata(), self.request_timeout);
         let req = request.into_inner();
-        let req = EventRequest {
-            order_id: req.order_id,
+        let event = EventRequest {
+            order_id: req.order_id.parse().map_err(core)?,
             event: self.cancel_event.clone(),
             expected_version: req.expected_version,
             reason: req.reason,
             idempotency_key: req.idempotency_key,
         };
-        within(limit, self.event(req)).await.map(Response::new)
+        within(limit, self.event(event)).await.map(Response::new)
     }
 
     type WatchOrderStream = WatchStream;

@@ -216,12 +216,35 @@ impl Engine {
     /// [`Error::InvalidField`] (`reason`) when the event requires a reason and has none.
     #[inline]
     pub fn apply(&self, order: &OrderState, event: &Event) -> Result<Transition, Error> {
+        let has_reason = event.reason.as_deref().is_some_and(|r| !r.is_empty());
+        self.transition(
+            order,
+            event.id,
+            event.kind,
+            event.at,
+            event.expected_version,
+            has_reason,
+        )
+    }
+
+    /// [`Engine::apply`] on the event's parts, so that [`Engine::decide`] needs no [`Event`]
+    /// (and no copy of its reason).
+    #[inline]
+    pub(crate) fn transition(
+        &self,
+        order: &OrderState,
+        event_id: EventId,
+        kind: EventKind,
+        at: Timestamp,
+        expected_version: Option<u64>,
+        has_reason: bool,
+    ) -> Result<Transition, Error> {
         let lifecycle = &*self.lifecycle;
-        if order.has_seen(event.id) {
-            return Err(Error::Duplicate { event_id: event.id });
+        if order.has_seen(event_id) {
+            return Err(Error::Duplicate { event_id });
         }
-        let cell = lifecycle.cell(order.status, event.kind);
-        let stale = event.expected_version.filter(|v| *v != order.version);
+        let cell = lifecycle.cell(order.status, kind);
+        let stale = expected_version.filter(|v| *v != order.version);
         if cell.to == NONE {
             // Terminal states have no cells, so this is where they are told apart.
             return Err(if lifecycle.is_terminal(order.status) {
@@ -236,7 +259,7 @@ impl Engine {
             } else {
                 Error::IllegalTransition {
                     state: lifecycle.state_name(order.status),
-                    event: lifecycle.event_name(event.kind),
+                    event: lifecycle.event_name(kind),
                 }
             });
         }
@@ -246,18 +269,18 @@ impl Engine {
                 actual: order.version,
             });
         }
-        if cell.needs_reason && event.reason.as_deref().is_none_or(str::is_empty) {
+        if cell.needs_reason && !has_reason {
             return Err(Error::invalid_field("reason", "is required for this event"));
         }
         Ok(Transition {
             order_id: order.id,
-            event_id: event.id,
-            event: event.kind,
+            event_id,
+            event: kind,
             from: order.status,
             to: StateId(cell.to),
             version: order.version + 1,
-            at: event.at,
-            in_previous_state_micros: event.at.micros_since(order.updated_at),
+            at,
+            in_previous_state_micros: at.micros_since(order.updated_at),
             terminal: cell.to_terminal,
         })
     }

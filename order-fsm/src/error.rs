@@ -65,6 +65,24 @@ pub enum Error {
         event_id: EventId,
     },
 
+    /// An idempotency key already placed an order with another purchase. Permanent: use a
+    /// new key for a new purchase, or resend the same purchase to get the existing order.
+    #[error(
+        "invalid field `idempotency_key`: already used for order {order_id} with a different purchase"
+    )]
+    IdempotencyKeyReused {
+        /// The order the key placed.
+        order_id: OrderId,
+    },
+
+    /// An event retried with the same idempotency key had been rejected the first time, so it
+    /// stays rejected. Permanent: read the order and decide again with a new key.
+    #[error("event {event_id} (same idempotency key) was already rejected")]
+    AlreadyRejected {
+        /// Id of the retried event.
+        event_id: EventId,
+    },
+
     /// A store's compare-and-set found another version. Re-read and retry.
     #[error("version conflict on order {order_id}: expected {expected}, found {actual:?}")]
     Conflict {

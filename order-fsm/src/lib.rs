@@ -3,9 +3,11 @@
 
 mod changelog;
 mod clock;
+mod decide;
 mod domain;
 mod engine;
 mod error;
+pub mod intake;
 mod lifecycle;
 mod memory;
 mod message;
@@ -18,6 +20,7 @@ pub mod testing;
 
 pub use changelog::{HistoryRecord, MemoryStateLog, StateChange, StateLog, StateRecord};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use decide::Decision;
 pub use domain::{EventId, Money, OrderId, Purchase, MAX_FIELD_CHARS};
 pub use engine::{Engine, Event, HistoryEntry, OrderState, Transition};
 pub use error::{BoxError, Error};

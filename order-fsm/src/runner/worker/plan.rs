@@ -2,12 +2,11 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use super::{Cached, Plan, Work, Worker, Write};
 use crate::{
-    Command, DeadLetter, Envelope, Error, Event, EventId, OrderId, OrderState, Origin,
-    TransitionRecord,
+    Command, DeadLetter, Decision, Envelope, Error, Event, EventId, OrderId, OrderState, Origin,
+    Transition, TransitionRecord,
 };
 
 impl Worker {
@@ -95,8 +94,8 @@ impl Worker {
         Ok(cached)
     }
 
-    /// Applies one command to the batch-local state; `Err` is a rejection to dead-letter
-    /// (or a duplicate to skip).
+    /// Applies one command to the batch-local state as [`Engine::decide`](crate::Engine::decide)
+    /// decides; `Err` is a rejection to dead-letter (or a duplicate to skip).
     fn apply_command(
         &mut self,
         cached: &mut Cached,
@@ -104,29 +103,9 @@ impl Worker {
         plan: &mut Plan,
     ) -> Result<(), Error> {
         let engine = &self.shared.engine;
-        match command {
-            Command::Place {
-                order_id,
-                event_id,
-                purchase,
-                placed_at,
-            } => {
-                if let Some(existing) = &cached.state {
-                    return Err(if existing.has_seen(*event_id) {
-                        Error::Duplicate {
-                            event_id: *event_id,
-                        }
-                    } else {
-                        Error::Conflict {
-                            order_id: *order_id,
-                            expected: 0,
-                            actual: Some(existing.version),
-                        }
-                    });
-                }
-                purchase.validate()?;
-                let at = placed_at.unwrap_or_else(|| self.shared.clock.now());
-                let state = engine.place_with(*order_id, Arc::clone(purchase), *event_id, at);
+        let now = self.shared.clock.now();
+        match engine.decide(command, cached.state.as_ref(), now) {
+            Ok(Decision::Place(state)) => {
                 plan.records
                     .push(TransitionRecord::placed(engine.lifecycle(), &state));
                 self.tally.placed += 1;
@@ -135,37 +114,36 @@ impl Worker {
                 self.after_transition(state, plan);
                 Ok(())
             }
-            Command::Apply {
-                order_id,
-                event_id,
-                event,
-                expected_version,
-                reason,
-            } => {
-                let kind = engine
-                    .lifecycle()
-                    .event(event)
-                    .ok_or_else(|| Error::UnknownEvent {
-                        event: event.clone(),
-                    })?;
+            Ok(Decision::Apply(transition)) => {
                 let state = cached.state.as_mut().ok_or(Error::NotFound {
-                    order_id: *order_id,
+                    order_id: transition.order_id,
                 })?;
-                let event = Event {
-                    id: *event_id,
-                    kind,
-                    at: self.shared.clock.now(),
-                    expected_version: *expected_version,
-                    reason: reason.clone(),
+                let reason = match command {
+                    Command::Apply { reason, .. } => reason.clone(),
+                    Command::Place { .. } => None,
                 };
-                let outcome = self.transition(state, &event, plan);
-                if let Err(e) = &outcome {
-                    if e.is_rejection() {
-                        state.remember_rejection(*event_id);
+                cached.dirty = true;
+                self.record_transition(state, &transition, reason, plan)?;
+                self.after_transition(state, plan);
+                Ok(())
+            }
+            Err(error) => {
+                if let (Command::Apply { event_id, .. }, Some(state)) =
+                    (command, cached.state.as_mut())
+                {
+                    match error {
+                        // The name never reached the order; a duplicate changes nothing.
+                        Error::UnknownEvent { .. } | Error::Duplicate { .. } => {}
+                        // Remembered, so that a redelivery stays rejected.
+                        _ => {
+                            if error.is_rejection() {
+                                state.remember_rejection(*event_id);
+                            }
+                            cached.dirty = true;
+                        }
                     }
                 }
-                cached.dirty |= !matches!(outcome, Err(Error::Duplicate { .. }));
-                outcome
+                Err(error)
             }
         }
     }
@@ -189,16 +167,26 @@ impl Worker {
         event: &Event,
         plan: &mut Plan,
     ) -> Result<(), Error> {
-        let engine = &self.shared.engine;
-        let transition = engine.apply(state, event)?;
-        state.commit(&transition, event.reason.clone())?;
+        let transition = self.shared.engine.apply(state, event)?;
+        self.record_transition(state, &transition, event.reason.clone(), plan)
+    }
+
+    /// Commits `transition` to the batch-local state and records it.
+    fn record_transition(
+        &mut self,
+        state: &mut OrderState,
+        transition: &Transition,
+        reason: Option<String>,
+        plan: &mut Plan,
+    ) -> Result<(), Error> {
+        state.commit(transition, reason.clone())?;
         plan.records.push(TransitionRecord::of_transition(
-            engine.lifecycle(),
+            self.shared.engine.lifecycle(),
             state,
-            &transition,
-            event.reason.clone(),
+            transition,
+            reason,
         ));
-        self.tally.transitions.push((transition, state.created_at));
+        self.tally.transitions.push((*transition, state.created_at));
         Ok(())
     }
 
