@@ -38,7 +38,7 @@ pub struct KafkaArgs {
     )]
     pub brokers: String,
     /// Prefix of the topic names (`{prefix}orders`, `{prefix}order-transitions`,
-    /// `{prefix}orders-dlq`).
+    /// `{prefix}orders-dlq`, `{prefix}order-state`).
     #[arg(long, env = "ORDER_FSM_TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
     /// Partitions of each topic when this program creates them.
@@ -55,6 +55,18 @@ pub struct KafkaArgs {
     /// still starting), in seconds; each attempt waits up to 10 s. `0`: a single attempt.
     #[arg(long, env = "ORDER_FSM_KAFKA_WAIT_SECS", default_value_t = 30)]
     pub kafka_wait_secs: u64,
+    /// A librdkafka property for every client of this program (`key=value`, repeatable),
+    /// applied after this program's own settings: `security.protocol=SSL`,
+    /// `batch.num.messages=1`, ...
+    #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
+    pub properties: Vec<(String, String)>,
+}
+
+fn parse_property(pair: &str) -> Result<(String, String), String> {
+    match pair.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("`{pair}`: expected key=value")),
+    }
 }
 
 impl KafkaArgs {
@@ -65,8 +77,13 @@ impl KafkaArgs {
             .with_group(self.group.clone())
             .with_commands_topic(format!("{p}orders"))
             .with_transitions_topic(format!("{p}order-transitions"))
-            .with_dead_letter_topic(format!("{p}orders-dlq"));
-        low_latency(config)
+            .with_dead_letter_topic(format!("{p}orders-dlq"))
+            .with_state_topic(format!("{p}order-state"));
+        let mut config = low_latency(config);
+        for (key, value) in &self.properties {
+            config = config.with_property(key, value);
+        }
+        config
     }
 
     /// The adapter configuration, after creating its topics with `--partitions` partitions

@@ -5,10 +5,12 @@
 //! process; Elasticsearch holds one order document per order and one document per
 //! transition; the SMTP server received exactly one mail per transition; none is lost.
 
+mod common;
+
 use std::collections::HashSet;
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{free_port, mails_in, spawn, until};
 
 use futures_util::stream::{self, StreamExt};
 use order_fsm::testing::service_address;
@@ -18,47 +20,6 @@ use order_fsm_examples::dataset;
 use order_fsm_grpc::{ClientConfig, OrderClient};
 
 const ORDERS: usize = 1_000;
-
-/// Kills the process when the test ends, however it ends.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn spawn(binary: &str, args: &[String]) -> Process {
-    Process(
-        Command::new(binary)
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {binary}: {e}")),
-    )
-}
-
-async fn until<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_orders_through_separate_processes_on_real_services() {
@@ -188,32 +149,19 @@ async fn a_thousand_orders_through_separate_processes_on_real_services() {
     .await;
 
     // Exactly one mail per record (placement and each state change) for our orders.
-    let maildir = std::path::PathBuf::from(maildir).join("new");
+    let maildir = std::path::PathBuf::from(maildir);
     let mails_for_ours = || {
-        let mut ids = Vec::new();
-        for entry in std::fs::read_dir(&maildir).unwrap() {
-            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
-            let Some(start) = text
-                .find("Message-ID: <")
-                .map(|i| i + "Message-ID: <".len())
-            else {
-                continue;
-            };
-            let id = &text[start..text[start..].find('>').map_or(start, |e| start + e)];
-            if let Some((order, _)) = id.split_once('.') {
-                if order.parse().is_ok_and(|o: OrderId| ours.contains(&o)) {
-                    ids.push(id.to_owned());
-                }
-            }
-        }
-        ids
+        mails_in(&maildir)
+            .into_iter()
+            .filter(|(order, _)| ours.contains(order))
+            .collect::<Vec<_>>()
     };
     until("the mails", Duration::from_secs(60), || async {
         mails_for_ours().len() >= 5 * ORDERS
     })
     .await;
     let mails = mails_for_ours();
-    let distinct: HashSet<&String> = mails.iter().collect();
+    let distinct: HashSet<_> = mails.iter().collect();
     assert_eq!(mails.len(), 5 * ORDERS, "no mail twice, none missing");
     assert_eq!(distinct.len(), 5 * ORDERS);
 }
