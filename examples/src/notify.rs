@@ -11,6 +11,9 @@ use lettre::message::Mailbox;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use order_fsm::{Error, Lifecycle, OrderId, TransitionRecord, TransitionSink};
 
+/// Longest time one mail may take over SMTP.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How many sent mails a notifier remembers to skip in a retried batch.
 const REMEMBERED_MAILS: usize = 100_000;
 
@@ -54,11 +57,13 @@ enum Transport {
 
 /// A [`TransitionSink`] that mails the customer about every state change.
 ///
-/// Delivery is at least once. When a batch is published again (another sink failed, or a
-/// mail of the batch did), the mails this notifier already sent for it are skipped: it
-/// remembers the last 100,000 it sent. After a restart a redelivered batch is mailed again;
-/// each mail's `Message-ID` is `<order-id.version@order-fsm>`, so a mail client can spot a
-/// repeat.
+/// Meant to be driven by a follower of the transitions topic ([`crate::followers`]), out of
+/// the workers' acknowledgement path. Delivery is at least once. A record seen again is not
+/// mailed twice while this notifier remembers it (the last 100,000 it sent): a batch retried
+/// after one of its mails failed, or a record the runner published twice. After a crash the
+/// follower redelivers at most its uncommitted batch, which is mailed again; each mail's
+/// `Message-ID` is `<order-id.version@order-fsm>`, so a mail client can spot a repeat. Each mail
+/// has 30 s to go through.
 pub struct EmailNotifier {
     transport: Transport,
     from: Mailbox,
@@ -191,13 +196,24 @@ impl EmailNotifier {
 
     async fn send(&self, message: Message) -> Result<(), Error> {
         match &self.transport {
-            Transport::Smtp(smtp) => smtp.send(message).await.map(drop).map_err(|e| {
-                if e.is_permanent() {
-                    Error::backend("smtp", e)
-                } else {
-                    Error::unavailable("smtp", e)
+            // lettre bounds only the connect with its timeout; a server that stops answering
+            // mid-conversation (paused, overloaded) would hold the send, and its follower,
+            // for good (lettre issue 1027). Bounded here; the follower retries.
+            Transport::Smtp(smtp) => {
+                match tokio::time::timeout(SEND_TIMEOUT, smtp.send(message)).await {
+                    Ok(sent) => sent.map(drop).map_err(|e| {
+                        if e.is_permanent() {
+                            Error::backend("smtp", e)
+                        } else {
+                            Error::unavailable("smtp", e)
+                        }
+                    }),
+                    Err(_) => Err(Error::unavailable(
+                        "smtp",
+                        format!("no answer within {} s", SEND_TIMEOUT.as_secs()),
+                    )),
                 }
-            }),
+            }
             Transport::Outbox(files) => files
                 .send(message)
                 .await
@@ -210,7 +226,7 @@ impl EmailNotifier {
 #[async_trait]
 impl TransitionSink for EmailNotifier {
     async fn publish(&self, records: &[TransitionRecord]) -> Result<(), Error> {
-        const CONCURRENT_MAILS: usize = 16;
+        const CONCURRENT_MAILS: usize = 64;
         let unsent: Vec<&TransitionRecord> = {
             let sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
             records
