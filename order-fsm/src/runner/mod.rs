@@ -121,6 +121,12 @@ impl RunnerBuilder {
     }
 
     /// Adds a sink; every transition goes to every sink before it is acknowledged.
+    ///
+    /// So a sink here is in the acknowledgement path: while it is slow or down, no command
+    /// is acknowledged. Give the runner only the durable log of transitions (the Kafka
+    /// transitions topic) and let every other destination (an index, a mailer, a read
+    /// model) follow that log at its own pace (`order_fsm_kafka::KafkaFollower`; see
+    /// `docs/adr/0005-one-log-many-followers.md`).
     pub fn sink(mut self, sink: Arc<dyn TransitionSink>) -> Self {
         self.sinks.push(sink);
         self
