@@ -22,7 +22,6 @@ use tokio_util::sync::CancellationToken;
 use crate::followers::{Followers, MAIL_BATCH};
 use crate::load::{self, Intake, LoadResult, Sending};
 use crate::notify::{EmailNotifier, Language};
-use crate::projection::ReadModel;
 use crate::report::Summary;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -104,16 +103,7 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     let read_model = Arc::new(MemoryStore::new());
     let hub = WatchHub::default();
     let mut followers = Followers::default();
-    followers.spawn(
-        KafkaFollower::builder(&kafka, "read-model")
-            .ephemeral()
-            .build()?,
-        Arc::new(ReadModel::new(
-            Arc::clone(&lifecycle),
-            read_model.clone(),
-            hub.clone(),
-        )),
-    );
+    followers.spawn_read_model(&kafka, &lifecycle, read_model.clone(), hub.clone())?;
     if let Some(outbox) = &config.outbox {
         let mail = EmailNotifier::outbox(
             outbox,

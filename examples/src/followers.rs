@@ -5,12 +5,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use order_fsm::{Error, Lifecycle, TransitionSink};
+use order_fsm::{Error, Lifecycle, MemoryStore, TransitionSink};
 use order_fsm_elastic::{ElasticBuilder, ElasticSink};
-use order_fsm_kafka::{FollowerProgress, FollowerReport, KafkaConfig, KafkaFollower};
+use order_fsm_grpc::WatchHub;
+use order_fsm_kafka::{FollowerProgress, FollowerReport, KafkaConfig, KafkaError, KafkaFollower};
 use tokio_util::sync::CancellationToken;
 
 use crate::notify::{EmailNotifier, Language};
+use crate::projection::ReadModel;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -126,6 +128,26 @@ impl Followers {
             progress,
             task,
         });
+    }
+
+    /// Runs the intake's read model: an ephemeral follower (the whole topic at each start,
+    /// no commits) projecting into `store` and `hub`.
+    ///
+    /// # Errors
+    /// Kafka client errors.
+    pub fn spawn_read_model(
+        &mut self,
+        kafka: &KafkaConfig,
+        lifecycle: &Arc<Lifecycle>,
+        store: Arc<MemoryStore>,
+        hub: WatchHub,
+    ) -> Result<(), KafkaError> {
+        let follower = KafkaFollower::builder(kafka, "read-model")
+            .ephemeral()
+            .build()?;
+        let model = ReadModel::new(Arc::clone(lifecycle), store, hub);
+        self.spawn(follower, Arc::new(model));
+        Ok(())
     }
 
     /// Whether no follower runs.

@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{free_port, mails_in, spawn, until};
+use common::{free_port, kafka_args, mails_in, spawn, until};
 
 use futures_util::stream::{self, StreamExt};
 use order_fsm::testing::service_address;
@@ -33,26 +33,13 @@ async fn a_thousand_orders_through_separate_processes_on_real_services() {
     };
     let prefix = format!("e2e-{}-", OrderId::random().as_u128() % 1_000_000_007);
     let grpc_port = free_port();
-    let common = |extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = [
-            "--brokers",
-            &brokers,
-            "--topic-prefix",
-            &prefix,
-            "--partitions",
-            "4",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    };
+    let group = format!("{prefix}workers");
+    let common = |extra: &[&str]| kafka_args(&brokers, &prefix, extra);
     let _worker = spawn(
         env!("CARGO_BIN_EXE_worker"),
         &common(&[
             "--group",
-            &format!("{prefix}workers"),
+            &group,
             "--workers",
             "2",
             "--es-url",

@@ -10,22 +10,17 @@ mod common;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use common::{kafka_args, read_transitions, spawn, unique_prefix, until, PrivateElastic};
+use common::{
+    kafka_args, place, provisioned, read_transitions, spawn, unique_prefix, until, PrivateElastic,
+};
 use order_fsm::testing::service_address;
-use order_fsm::{Command, CommandSink, OrderId, Purchase};
+use order_fsm::OrderId;
 use order_fsm_elastic::{ElasticBuilder, Queries};
-use order_fsm_kafka::{provision_topics, KafkaCommandSink, KafkaConfig};
+use order_fsm_kafka::KafkaCommandSink;
 
 const BEFORE: usize = 200;
 const DURING: usize = 1_500;
 const PAUSE: Duration = Duration::from_secs(30);
-
-async fn place(commands: &KafkaCommandSink, orders: usize) {
-    let batch: Vec<Command> = (0..orders)
-        .map(|_| Command::place(Purchase::example()))
-        .collect();
-    commands.submit(&batch).await.expect("commands placed");
-}
 
 async fn indexed(queries: &Queries) -> (u64, u64) {
     let _ = queries.refresh().await;
@@ -69,12 +64,7 @@ async fn orders_complete_while_elasticsearch_is_paused_and_each_transition_is_in
         return;
     };
     let prefix = unique_prefix("es-outage");
-    let config = KafkaConfig::new(brokers.clone())
-        .with_commands_topic(format!("{prefix}orders"))
-        .with_transitions_topic(format!("{prefix}order-transitions"))
-        .with_dead_letter_topic(format!("{prefix}orders-dlq"))
-        .with_state_topic(format!("{prefix}order-state"));
-    provision_topics(&config, 4).await.expect("topics");
+    let config = provisioned(&brokers, &prefix).await;
     let group = format!("{prefix}workers");
     let mut args = vec![
         "--group",

@@ -13,21 +13,14 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use common::{
-    committed_offsets, kafka_args, read_transitions, spawn, unique_prefix, until, Located,
-    PrivateSmtp, Process,
+    committed_offsets, kafka_args, place, provisioned, read_transitions, spawn, unique_prefix,
+    until, Located, PrivateSmtp, Process,
 };
 use order_fsm::testing::service_address;
-use order_fsm::{Command, CommandSink, OrderId, Purchase};
-use order_fsm_kafka::{provision_topics, KafkaCommandSink, KafkaConfig};
+use order_fsm::OrderId;
+use order_fsm_kafka::KafkaCommandSink;
 
 const DOWN: Duration = Duration::from_secs(30);
-
-async fn place(commands: &KafkaCommandSink, orders: usize) {
-    let batch: Vec<Command> = (0..orders)
-        .map(|_| Command::place(Purchase::example()))
-        .collect();
-    commands.submit(&batch).await.expect("commands placed");
-}
 
 /// The transitions topic from the start, once it holds `records` records.
 async fn transitions(brokers: &str, topic: &str, records: usize) -> Vec<Located> {
@@ -56,12 +49,7 @@ async fn mail_waits_out_an_smtp_outage_and_a_killed_follower_repeats_nothing_it_
     let dir = tempfile::tempdir().unwrap();
     let mut smtp = PrivateSmtp::start(dir.path());
     let prefix = unique_prefix("mail-follower");
-    let config = KafkaConfig::new(brokers.clone())
-        .with_commands_topic(format!("{prefix}orders"))
-        .with_transitions_topic(format!("{prefix}order-transitions"))
-        .with_dead_letter_topic(format!("{prefix}orders-dlq"))
-        .with_state_topic(format!("{prefix}order-state"));
-    provision_topics(&config, 4).await.expect("topics");
+    let config = provisioned(&brokers, &prefix).await;
     let topic = config.transitions_topic().to_owned();
     let group = format!("{prefix}workers");
     // tansu 0.6.0 serves nothing to a fetch that starts inside a record batch (a follower

@@ -10,9 +10,8 @@ use order_fsm::{Lifecycle, MemoryStore};
 use order_fsm_examples::cli::{self, KafkaArgs};
 use order_fsm_examples::followers::Followers;
 use order_fsm_examples::http;
-use order_fsm_examples::projection::ReadModel;
 use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
-use order_fsm_kafka::{KafkaCommandSink, KafkaFollower};
+use order_fsm_kafka::KafkaCommandSink;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser, Debug)]
@@ -41,16 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stop = CancellationToken::new();
     // The read model is rebuilt from the whole topic at each start (no committed offsets).
     let mut followers = Followers::default();
-    followers.spawn(
-        KafkaFollower::builder(&kafka, "read-model")
-            .ephemeral()
-            .build()?,
-        Arc::new(ReadModel::new(
-            Arc::clone(&lifecycle),
-            store.clone(),
-            hub.clone(),
-        )),
-    );
+    followers.spawn_read_model(&kafka, &lifecycle, store.clone(), hub.clone())?;
     let grpc = OrderServiceBuilder::new(Arc::clone(&lifecycle))
         .with_commands(commands.clone())
         .with_store(store.clone())

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use order_fsm::{OrderId, TransitionRecord};
+use order_fsm_kafka::{provision_topics, KafkaCommandSink, KafkaConfig};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 
@@ -323,6 +324,28 @@ pub fn kafka_args(brokers: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
     .collect();
     args.extend(extra.iter().map(|s| s.to_string()));
     args
+}
+
+/// The adapter configuration of the programs started with `--topic-prefix prefix`, their
+/// topics created (4 partitions).
+pub async fn provisioned(brokers: &str, prefix: &str) -> KafkaConfig {
+    let config = KafkaConfig::new(brokers)
+        .with_commands_topic(format!("{prefix}orders"))
+        .with_transitions_topic(format!("{prefix}order-transitions"))
+        .with_dead_letter_topic(format!("{prefix}orders-dlq"))
+        .with_state_topic(format!("{prefix}order-state"));
+    provision_topics(&config, 4).await.expect("topics");
+    config
+}
+
+/// Places `orders` example purchases on the commands topic.
+pub async fn place(commands: &KafkaCommandSink, orders: usize) {
+    let batch: Vec<order_fsm::Command> = (0..orders)
+        .map(|_| order_fsm::Command::place(order_fsm::Purchase::example()))
+        .collect();
+    order_fsm::CommandSink::submit(commands, &batch)
+        .await
+        .expect("commands placed");
 }
 
 /// A unique topic prefix for `test`.
