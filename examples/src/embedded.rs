@@ -51,6 +51,26 @@ pub struct EmbeddedConfig {
     pub timeout: Duration,
     /// How long finished orders stay in memory (`None`: for good).
     pub retention: Option<Duration>,
+    /// A Kafka cluster to run on instead of the embedded mock cluster (its topics get a
+    /// prefix of this run's own).
+    pub brokers: Option<String>,
+    /// Most commands the intake lets wait for the workers before it answers
+    /// `RESOURCE_EXHAUSTED` / 429 (see [`backlog_limit`]).
+    pub backlog_limit: u64,
+}
+
+/// Commands the embedded intake lets wait per partition by default. librdkafka's mock
+/// cluster keeps only the last 5 MiB (or 100,000 batches) of each partition and drops the
+/// oldest beyond that, so a consumer lagging further loses messages (its offset is reset
+/// to the oldest kept: "Offset out of range"). With lz4 batches a placement takes about
+/// 115 bytes there (measured: ~45,000 kept per partition), so 20,000 waiting placements per
+/// partition stay well inside it; the backlog also counts what the workers did but have
+/// not committed yet (they commit every 500 ms).
+pub const BACKLOG_PER_PARTITION: u64 = 20_000;
+
+/// The default backlog limit for `partitions` partitions.
+pub fn backlog_limit(partitions: i32) -> u64 {
+    BACKLOG_PER_PARTITION * partitions.max(1) as u64
 }
 
 /// What an embedded run measured.
@@ -78,11 +98,39 @@ pub struct EmbeddedRun {
 /// Start-up failures (mock cluster, topics, server) and intake errors.
 pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     let lifecycle = Arc::new(Lifecycle::ecommerce());
-    let cluster = MockCluster::new(1)?;
-    let kafka = crate::cli::low_latency(
-        KafkaConfig::new(cluster.bootstrap_servers()).with_group("order-fsm-embedded"),
-    );
-    provision_mock_topics(&cluster, &kafka, config.partitions)?;
+    // lz4: the mock cluster's retention counts stored (compressed) bytes; see
+    // BACKLOG_PER_PARTITION.
+    let kafka = |brokers: String| {
+        crate::cli::low_latency(
+            KafkaConfig::new(brokers)
+                .with_group("order-fsm-embedded")
+                .with_property("compression.type", "lz4"),
+        )
+    };
+    // Kept alive for the run.
+    let mut _cluster = None;
+    let kafka = match &config.brokers {
+        None => {
+            let cluster = MockCluster::new(1)?;
+            let kafka = kafka(cluster.bootstrap_servers());
+            provision_mock_topics(&cluster, &kafka, config.partitions)?;
+            _cluster = Some(cluster);
+            kafka
+        }
+        Some(brokers) => {
+            // Topics of this run's own, so that runs never see each other's orders.
+            let id = order_fsm::EventId::random().to_string();
+            let p = format!("pipeline-{}-", &id[..8]);
+            let kafka = kafka(brokers.clone())
+                .with_group(format!("{p}workers"))
+                .with_commands_topic(format!("{p}orders"))
+                .with_transitions_topic(format!("{p}order-transitions"))
+                .with_dead_letter_topic(format!("{p}orders-dlq"))
+                .with_state_topic(format!("{p}order-state"));
+            order_fsm_kafka::provision_topics(&kafka, config.partitions).await?;
+            kafka
+        }
+    };
 
     let store = Arc::new(MemoryStore::new());
     let metrics = Arc::new(MemorySink::new());
@@ -127,7 +175,8 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
         async move { runner.run(source, stop).await }
     });
 
-    let commands = Arc::new(KafkaCommandSink::new(&kafka)?);
+    let commands =
+        Arc::new(KafkaCommandSink::new(&kafka)?.with_backlog_limit(&kafka, config.backlog_limit)?);
     let addr = start_intake(
         &config.intake,
         &lifecycle,

@@ -107,7 +107,13 @@ impl IntoResponse for ApiError {
             | Error::Conflict { .. } => StatusCode::CONFLICT,
             Error::IdempotencyKeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Unavailable { .. } | Error::Closed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        // Back-pressure: `Retry-After` in whole seconds (at least 1), and in milliseconds.
+        let retry_after = match &self.error {
+            Error::Overloaded { retry_after, .. } => Some(*retry_after),
+            _ => None,
         };
         let field = match &self.error {
             Error::InvalidField { field, .. } => Some(*field),
@@ -124,9 +130,19 @@ impl IntoResponse for ApiError {
             }),
             None => json!({ "error": message, "field": field }),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(wait) = retry_after {
+            let headers = response.headers_mut();
+            let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+            headers.insert(axum::http::header::RETRY_AFTER, seconds.into());
+            headers.insert(RETRY_AFTER_MS, (wait.as_millis() as u64).into());
+        }
+        response
     }
 }
+
+/// Header of a 429 answer: milliseconds to wait before retrying (finer than `Retry-After`).
+pub const RETRY_AFTER_MS: &str = order_fsm_grpc::RETRY_AFTER_MS;
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {

@@ -73,18 +73,18 @@ impl Target {
 
     /// Places `purchases` in one request: gRPC `PlaceOrder` or `POST /orders` for one,
     /// gRPC `PlaceOrders` or `POST /orders/batch` for more.
-    async fn place(&self, purchases: &[Purchase]) -> Result<(), BoxError> {
+    async fn place(&self, purchases: &[Purchase]) -> Result<(), Refused> {
         match (self, purchases) {
             (Target::Grpc(client), [purchase]) => client
                 .place_order(purchase, None)
                 .await
                 .map(drop)
-                .map_err(Into::into),
+                .map_err(Refused::from),
             (Target::Grpc(client), _) => client
                 .place_orders(purchases)
                 .await
                 .map(drop)
-                .map_err(Into::into),
+                .map_err(Refused::from),
             (Target::Http(client, base), [purchase]) => {
                 accepted(client.post(format!("{base}/orders")).json(purchase)).await
             }
@@ -95,19 +95,53 @@ impl Target {
     }
 }
 
-/// Sends `request`; an answer other than 2xx is an error with its status and body.
-async fn accepted(request: reqwest::RequestBuilder) -> Result<(), BoxError> {
-    let response = request.send().await?;
+/// Why a request placed nothing.
+enum Refused {
+    /// Back-pressure (`RESOURCE_EXHAUSTED`, HTTP 429): send it again after this long.
+    Throttled(Duration),
+    /// Anything else.
+    Failed(BoxError),
+}
+
+/// The wait of a back-pressure answer without a hint.
+const DEFAULT_THROTTLE: Duration = Duration::from_millis(250);
+
+impl From<order_fsm_grpc::Error> for Refused {
+    fn from(error: order_fsm_grpc::Error) -> Self {
+        if error.is_throttled() {
+            Self::Throttled(error.retry_after().unwrap_or(DEFAULT_THROTTLE))
+        } else {
+            Self::Failed(error.into())
+        }
+    }
+}
+
+/// Sends `request`; 429 is back-pressure (waits as its `retry-after-ms` header says),
+/// another answer other than 2xx is an error with its status and body.
+async fn accepted(request: reqwest::RequestBuilder) -> Result<(), Refused> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| Refused::Failed(e.into()))?;
     if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!(
+        return Ok(());
+    }
+    if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        let wait = response
+            .headers()
+            .get(crate::http::RETRY_AFTER_MS)
+            .and_then(|v| v.to_str().ok()?.parse().ok())
+            .map_or(DEFAULT_THROTTLE, Duration::from_millis);
+        return Err(Refused::Throttled(wait));
+    }
+    Err(Refused::Failed(
+        format!(
             "{}: {}",
             response.status(),
             response.text().await.unwrap_or_default()
         )
-        .into())
-    }
+        .into(),
+    ))
 }
 
 /// What the intake side of a load run measured.
@@ -115,8 +149,10 @@ async fn accepted(request: reqwest::RequestBuilder) -> Result<(), BoxError> {
 pub struct LoadResult {
     /// Orders accepted by the intake.
     pub accepted: u64,
-    /// Orders refused (or failed) at the intake.
+    /// Orders refused (or failed) at the intake, for good.
     pub errors: u64,
+    /// Requests refused for back-pressure and sent again after the intake's retry hint.
+    pub throttled: u64,
     /// Wall time of the placing.
     pub elapsed: Duration,
     /// Request latency.
@@ -155,7 +191,9 @@ impl Sending {
 
 /// Places every purchase through `target` as `sending` says. A steady pace spaces orders
 /// (a batch leaves when its first order is due); each order's latency is that of the
-/// request that carried it.
+/// request that carried it. A request refused for back-pressure (`RESOURCE_EXHAUSTED`,
+/// HTTP 429) is sent again after the intake's retry hint, and counted in
+/// [`LoadResult::throttled`].
 ///
 /// # Errors
 /// Only a histogram failure; request errors are counted in [`LoadResult::errors`].
@@ -183,7 +221,7 @@ pub async fn place_all(
         .batch
         .clamp(1, order_fsm_grpc::MAX_PLACEMENTS_PER_CALL);
     let bar = Arc::new(bar);
-    let results: Vec<(usize, Result<u64, String>)> =
+    let results: Vec<(usize, u64, Result<u64, String>)> =
         stream::iter(purchases.chunks(batch).enumerate())
             .map(|(i, chunk)| {
                 let bar = Arc::clone(&bar);
@@ -192,13 +230,21 @@ pub async fn place_all(
                         let due = started + interval.mul_f64((i * batch) as f64);
                         tokio::time::sleep_until(due.into()).await;
                     }
+                    // A throttled request is sent again; its latency runs from the first try.
                     let sent = Instant::now();
-                    let result = target.place(chunk).await;
+                    let mut throttled = 0;
+                    let result = loop {
+                        match target.place(chunk).await {
+                            Ok(()) => break Ok(sent.elapsed().as_micros() as u64),
+                            Err(Refused::Throttled(wait)) => {
+                                throttled += 1;
+                                tokio::time::sleep(wait).await;
+                            }
+                            Err(Refused::Failed(e)) => break Err(e.to_string()),
+                        }
+                    };
                     bar.inc(chunk.len() as u64);
-                    let result = result
-                        .map(|()| sent.elapsed().as_micros() as u64)
-                        .map_err(|e| e.to_string());
-                    (chunk.len(), result)
+                    (chunk.len(), throttled, result)
                 }
             })
             .buffer_unordered(sending.concurrency.max(1))
@@ -208,7 +254,8 @@ pub async fn place_all(
     let elapsed = started.elapsed();
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut errors = 0;
-    for (orders, result) in &results {
+    let throttled = results.iter().map(|(_, t, _)| t).sum();
+    for (orders, _, result) in &results {
         match result {
             Ok(us) => histogram.saturating_record_n((*us).max(1), *orders as u64),
             Err(e) => {
@@ -222,6 +269,7 @@ pub async fn place_all(
     Ok(LoadResult {
         accepted: histogram.len(),
         errors,
+        throttled,
         elapsed,
         latency: LatencySummary::from_histogram(&histogram),
     })

@@ -23,8 +23,19 @@ pub struct Summary {
     pub elapsed_secs: f64,
     /// Orders reaching a terminal state per second.
     pub orders_per_sec: f64,
+    /// Peak resident memory of this process (the whole embedded system) at the end of the
+    /// run, bytes (`VmHWM` of `/proc/self/status`; `None` where there is none).
+    pub peak_rss_bytes: Option<u64>,
     /// Everything the runner measured.
     pub metrics: MetricsSnapshot,
+}
+
+/// The peak resident memory of this process so far (`VmHWM`), bytes; Linux only.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 impl Summary {
@@ -39,6 +50,7 @@ impl Summary {
             lost: placed.saturating_sub(finished),
             elapsed_secs,
             orders_per_sec: finished as f64 / elapsed_secs.max(1e-9),
+            peak_rss_bytes: peak_rss_bytes(),
             metrics,
         }
     }
@@ -52,6 +64,12 @@ impl Summary {
         println!("  lost             {:>10}", self.lost);
         println!("elapsed            {:>10.3} s", self.elapsed_secs);
         println!("throughput         {:>10.0} orders/s", self.orders_per_sec);
+        if let Some(bytes) = self.peak_rss_bytes {
+            println!(
+                "peak RSS           {:>10.0} MiB",
+                bytes as f64 / (1024.0 * 1024.0)
+            );
+        }
         println!(
             "transitions        {:>10} ({:.0}/s)",
             self.metrics.transitions, self.metrics.transitions_per_sec

@@ -29,6 +29,12 @@ fn the_pipeline_finishes_every_order_and_writes_its_reports() {
     assert_eq!(summary["completed"], 300);
     assert_eq!(summary["lost"], 0);
     assert_eq!(summary["metrics"]["transitions"], 1_200);
+    assert!(
+        summary["peak_rss_bytes"]
+            .as_u64()
+            .is_some_and(|b| b > 1 << 20),
+        "{summary}"
+    );
 
     let mails = std::fs::read_dir(out.path().join("outbox"))
         .unwrap()
@@ -88,4 +94,48 @@ fn bulk_intake_at_a_steady_rate_finishes_every_order() {
         serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["completed"], 2_000);
     assert_eq!(summary["lost"], 0);
+}
+
+/// The number before "requests throttled" on the intake line of the summary.
+fn throttled(stdout: &str) -> u64 {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("intake"))
+        .unwrap_or_else(|| panic!("no intake line in {stdout}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "requests")
+        .expect("throttled count");
+    words[at - 1].parse().unwrap()
+}
+
+#[test]
+fn a_burst_beyond_the_backlog_limit_is_throttled_and_every_order_completes() {
+    let out = tempfile::tempdir().unwrap();
+    for intake in ["grpc", "http"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_pipeline"))
+            .args(["--orders", "20000", "--batch", "100", "--no-mail"])
+            .args(["--backlog-limit", "2000", "--intake", intake, "--out"])
+            .arg(out.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        // Refused with RESOURCE_EXHAUSTED / 429 and sent again, not failed: none refused for good.
+        assert!(
+            throttled(&stdout) > 0,
+            "{intake}: nothing throttled\n{stdout}"
+        );
+        assert!(stdout.contains(" 0 refused"), "{stdout}");
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.path().join("summary.json")).unwrap())
+                .unwrap();
+        assert_eq!(summary["completed"], 20_000, "{intake}");
+        assert_eq!(summary["lost"], 0, "{intake}");
+    }
 }

@@ -24,13 +24,16 @@ pub enum Error {
     /// `INVALID_ARGUMENT` (fix the input; the message names the field), `NOT_FOUND`,
     /// `FAILED_PRECONDITION` (the event is not allowed now), `ABORTED` (re-read the order
     /// and decide again), `UNAVAILABLE` (retry later with the same idempotency key; the
-    /// client already did, up to its retry policy).
+    /// client already did, up to its retry policy), `RESOURCE_EXHAUSTED` (back-pressure:
+    /// nothing was placed; retry after [`Error::retry_after`]).
     #[error("{code:?}: {message}")]
     Rpc {
         /// The gRPC status code.
         code: Code,
         /// The server's message.
         message: String,
+        /// The server's retry hint (`retry-after-ms` metadata), if any.
+        retry_after: Option<std::time::Duration>,
     },
 
     /// The server's answer could not be turned into the core types (an unparsable id or
@@ -48,6 +51,20 @@ impl Error {
         }
     }
 
+    /// Whether the server refused the call for back-pressure (`RESOURCE_EXHAUSTED`): nothing
+    /// was done; send it again after [`Error::retry_after`].
+    pub fn is_throttled(&self) -> bool {
+        self.code() == Some(Code::ResourceExhausted)
+    }
+
+    /// How long the server asked to wait before retrying (`RESOURCE_EXHAUSTED`).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Rpc { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// Whether trying again later may succeed (`UNAVAILABLE`, transport trouble).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Self::Transport(_)) || self.code() == Some(Code::Unavailable)
@@ -56,12 +73,22 @@ impl Error {
 
 impl From<Status> for Error {
     fn from(status: Status) -> Self {
+        let retry_after = status
+            .metadata()
+            .get(RETRY_AFTER_MS)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .map(std::time::Duration::from_millis);
         Self::Rpc {
             code: status.code(),
             message: status.message().to_owned(),
+            retry_after,
         }
     }
 }
+
+/// Metadata key of a `RESOURCE_EXHAUSTED` answer: milliseconds to wait before retrying.
+pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 
 /// The status of a core error; `event` names the event being applied, if any, so that a
 /// terminal state's refusal names both state and event.
@@ -79,6 +106,13 @@ pub(crate) fn to_status(error: order_fsm::Error, event: Option<&str>) -> Status 
         E::StaleVersion { .. } | E::Conflict { .. } => Status::aborted(message),
         E::Duplicate { .. } | E::IdempotencyKeyReused { .. } => Status::already_exists(message),
         E::Unavailable { .. } | E::Closed(_) => Status::unavailable(message),
+        E::Overloaded { retry_after, .. } => {
+            let mut status = Status::resource_exhausted(message);
+            if let Ok(value) = retry_after.as_millis().to_string().parse() {
+                status.metadata_mut().insert(RETRY_AFTER_MS, value);
+            }
+            status
+        }
         _ => Status::internal(message),
     }
 }
@@ -111,6 +145,23 @@ mod tests {
             None,
         );
         assert_eq!(s.code(), Code::Aborted);
+        let s = to_status(
+            E::Overloaded {
+                backlog: 12,
+                limit: 10,
+                retry_after: std::time::Duration::from_millis(250),
+            },
+            None,
+        );
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert!(
+            s.message().contains("12 commands are waiting"),
+            "{}",
+            s.message()
+        );
+        let e = Error::from(s);
+        assert_eq!(e.retry_after(), Some(std::time::Duration::from_millis(250)));
+        assert!(e.is_throttled() && !e.is_retryable());
         let e = Error::from(Status::unavailable("x"));
         assert!(e.is_retryable());
         assert_eq!(e.code(), Some(Code::Unavailable));

@@ -60,7 +60,7 @@ mod watch;
 
 pub use client::{ClientConfig, EventOptions, OrderClient};
 pub use config::{ServerConfig, TlsIdentity};
-pub use error::Error;
+pub use error::{Error, RETRY_AFTER_MS};
 pub use server::OrderServiceBuilder;
 pub use service::MAX_PLACEMENTS_PER_CALL;
 pub use views::{EventAccepted, OrderPage, OrderView, PlacedOrder, TransitionView};

@@ -38,6 +38,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backlog;
 mod changelog;
 mod codec;
 mod config;

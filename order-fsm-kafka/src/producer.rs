@@ -14,6 +14,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use uuid::Uuid;
 
+use crate::backlog::Backlog;
 use crate::{CommandCodec, JsonCodec, KafkaConfig, KafkaError};
 
 /// Header of a dead letter: why it was rejected.
@@ -192,10 +193,17 @@ impl TransitionSink for KafkaTransitionSink {
 }
 
 /// Submits commands to the commands topic, keyed by order id (the gRPC intake uses it).
+///
+/// With [`KafkaCommandSink::with_backlog_limit`] it applies back-pressure: a submit that
+/// would take the backlog (commands in the topic not yet committed by the workers' group,
+/// measured every 250 ms) over the limit is refused whole with
+/// [`order_fsm::Error::Overloaded`], which the intakes answer with `RESOURCE_EXHAUSTED` /
+/// HTTP 429 and a retry hint.
 #[derive(Clone)]
 pub struct KafkaCommandSink {
     producer: Producer,
     codec: Arc<dyn CommandCodec>,
+    backlog: Option<Arc<Backlog>>,
 }
 
 impl std::fmt::Debug for KafkaCommandSink {
@@ -223,13 +231,45 @@ impl KafkaCommandSink {
         Ok(Self {
             producer: Producer::new(config, config.commands_topic())?,
             codec: Arc::new(codec),
+            backlog: None,
         })
+    }
+
+    /// Refuses submits while more than `limit` commands wait for `config`'s workers' group
+    /// (see the type's docs). Size it below what the brokers retain per partition times the
+    /// partitions, or a lagging group loses commands to retention.
+    ///
+    /// # Errors
+    /// [`KafkaError::Config`] for an invalid property.
+    pub fn with_backlog_limit(
+        mut self,
+        config: &KafkaConfig,
+        limit: u64,
+    ) -> Result<Self, KafkaError> {
+        self.backlog = Some(Arc::new(Backlog::watch(config, limit)?));
+        Ok(self)
+    }
+
+    /// The last measured backlog, if a limit is set.
+    pub fn backlog(&self) -> Option<u64> {
+        self.backlog.as_ref().map(|b| b.records())
     }
 }
 
 #[async_trait]
 impl CommandSink for KafkaCommandSink {
     async fn submit(&self, commands: &[Command]) -> Result<(), Error> {
+        if let Some(backlog) = &self.backlog {
+            let (before, waiting) = (backlog.records(), backlog.records() + commands.len() as u64);
+            // A request larger than the limit still goes through once nothing waits.
+            if before > 0 && waiting > backlog.limit {
+                return Err(Error::Overloaded {
+                    backlog: waiting,
+                    limit: backlog.limit,
+                    retry_after: crate::backlog::MEASURE_EVERY,
+                });
+            }
+        }
         let mut messages = Vec::with_capacity(commands.len());
         for c in commands {
             messages.push(Outgoing {

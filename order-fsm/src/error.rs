@@ -163,6 +163,23 @@ pub enum Error {
         source: BoxError,
     },
 
+    /// More commands wait for the workers than the intake lets queue up: the request was
+    /// refused whole (nothing was submitted). Retry it after `retry_after`; the backlog
+    /// shrinks as the workers catch up. The intake's back-pressure, so that a burst cannot
+    /// grow a queue (or outrun a broker's retention) without bound.
+    #[error(
+        "overloaded: {backlog} commands are waiting for the workers (limit {limit}); retry in {} ms",
+        .retry_after.as_millis()
+    )]
+    Overloaded {
+        /// Commands submitted and not yet processed (as last measured), this request's included.
+        backlog: u64,
+        /// The most the intake lets wait.
+        limit: u64,
+        /// When to try again.
+        retry_after: std::time::Duration,
+    },
+
     /// A backend refused the operation for good (bad credentials, missing topic, rejected
     /// document). Retrying will not help; stop or dead-letter.
     #[error("{backend} failed: {source}")]
@@ -207,7 +224,10 @@ impl Error {
     /// Whether trying the same operation again later may succeed (backend unavailable, store
     /// version conflict).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::Unavailable { .. } | Self::Conflict { .. })
+        matches!(
+            self,
+            Self::Unavailable { .. } | Self::Conflict { .. } | Self::Overloaded { .. }
+        )
     }
 
     /// Whether the *message* that caused this error can never be applied and belongs in a

@@ -54,6 +54,8 @@ fn base(orders: usize) -> EmbeddedConfig {
         mail_from: "orders@shop.example".into(),
         timeout: Duration::from_secs(600),
         retention: order_fsm::DEFAULT_RETENTION.into(),
+        backlog_limit: embedded::backlog_limit(4),
+        brokers: None,
     }
 }
 

@@ -55,6 +55,15 @@ struct Args {
     /// redelivered commands) before only the transitions topic has it.
     #[arg(long, default_value_t = 60)]
     retention_secs: u64,
+    /// Most commands waiting for the workers before the intake refuses placements with
+    /// `RESOURCE_EXHAUSTED` / 429 (the load generator waits and sends them again); default
+    /// 20,000 per partition, inside what the mock cluster retains.
+    #[arg(long)]
+    backlog_limit: Option<u64>,
+    /// Run on this Kafka cluster (`host:port`) instead of the embedded mock cluster, on
+    /// topics of the run's own.
+    #[arg(long)]
+    brokers: Option<String>,
     /// Where the summary, charts and outbox go.
     #[arg(long, default_value = "target/pipeline")]
     out: PathBuf,
@@ -73,8 +82,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .map(Purchase::from)
         .collect();
     println!(
-        "placing {} orders over {:?} ({} per request) with {} workers on {} partitions (mock Kafka cluster)...",
-        args.orders, args.intake, args.sending.batch, args.workers, args.partitions
+        "placing {} orders over {:?} ({} per request) with {} workers on {} partitions ({})...",
+        args.orders,
+        args.intake,
+        args.sending.batch,
+        args.workers,
+        args.partitions,
+        args.brokers
+            .as_deref()
+            .map_or("mock Kafka cluster".to_owned(), |b| format!("Kafka at {b}"))
     );
     let run = embedded::run(EmbeddedConfig {
         purchases,
@@ -88,17 +104,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         mail_from: args.mail_from,
         timeout: Duration::from_secs(300),
         retention: Some(Duration::from_secs(args.retention_secs)),
+        brokers: args.brokers.clone(),
+        backlog_limit: args
+            .backlog_limit
+            .unwrap_or_else(|| embedded::backlog_limit(args.partitions)),
     })
     .await?;
 
     run.summary.print();
     let l = &run.load;
     println!(
-        "intake             {:>10.0} orders/s, p50 {} p99 {}, {} refused",
+        "intake             {:>10.0} orders/s, p50 {} p99 {}, {} refused, {} requests throttled",
         l.rate(),
         report::fmt_us(l.latency.p50_us),
         report::fmt_us(l.latency.p99_us),
-        l.errors
+        l.errors,
+        l.throttled
     );
     println!("dead letters       {:>10}", run.dead_letters);
     println!(
