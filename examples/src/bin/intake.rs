@@ -22,6 +22,10 @@ struct Args {
     /// gRPC address.
     #[arg(long, env = "ORDER_FSM_GRPC_ADDR", default_value = "127.0.0.1:50051")]
     grpc_addr: SocketAddr,
+    /// Most commands waiting for the workers' group (`--group`) before placements are
+    /// refused with `RESOURCE_EXHAUSTED` / HTTP 429 and a retry hint; unbounded when unset.
+    #[arg(long, env = "ORDER_FSM_BACKLOG_LIMIT")]
+    backlog_limit: Option<u64>,
     /// HTTP address.
     #[arg(long, env = "ORDER_FSM_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
@@ -33,7 +37,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let kafka = args.kafka.provisioned_config().await?;
-    let commands = Arc::new(KafkaCommandSink::new(&kafka)?);
+    let mut commands = KafkaCommandSink::new(&kafka)?;
+    if let Some(limit) = args.backlog_limit {
+        commands = commands.with_backlog_limit(&kafka, limit)?;
+    }
+    let commands = Arc::new(commands);
     let store = Arc::new(MemoryStore::new());
     let hub = WatchHub::default();
 
