@@ -19,10 +19,11 @@ use rdkafka::mocking::MockCluster;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::followers::{Followers, MAIL_BATCH};
+use crate::followers::{Followers, MAIL_BATCH, READ_MODEL_FINISHED};
 use crate::load::{self, Intake, LoadResult, Sending};
 use crate::notify::{EmailNotifier, Language};
 use crate::report::Summary;
+use crate::soak::{self, MinuteReport};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -51,6 +52,9 @@ pub struct EmbeddedConfig {
     pub timeout: Duration,
     /// How long finished orders stay in memory (`None`: for good).
     pub retention: Option<Duration>,
+    /// Place orders for this long at the pace of `sending`, cycling through `purchases`
+    /// (a soak), printing a line a minute; `None`: place `purchases` once.
+    pub duration: Option<Duration>,
     /// A Kafka cluster to run on instead of the embedded mock cluster (its topics get a
     /// prefix of this run's own).
     pub brokers: Option<String>,
@@ -133,8 +137,7 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     };
 
     let store = Arc::new(MemoryStore::new());
-    let metrics = Arc::new(MemorySink::new());
-    let runner = Runner::builder(Arc::clone(&lifecycle))
+    let mut runner = Runner::builder(Arc::clone(&lifecycle))
         .store(store)
         .state_log(Arc::new(KafkaStateLog::new(
             &kafka,
@@ -145,13 +148,18 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
         // read model and the mail follow the topic at their own pace.
         .sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
         .dead_letters(Arc::new(KafkaDeadLetterSink::new(&kafka)?))
-        .metrics_sink(metrics.clone(), Duration::from_millis(100))
         .workers(config.workers)
         .auto_advance(config.dwell);
     let read_model = Arc::new(MemoryStore::new());
     let hub = WatchHub::default();
     let mut followers = Followers::default();
-    followers.spawn_read_model(&kafka, &lifecycle, read_model.clone(), hub.clone())?;
+    followers.spawn_read_model(
+        &kafka,
+        &lifecycle,
+        read_model.clone(),
+        hub.clone(),
+        READ_MODEL_FINISHED,
+    )?;
     if let Some(outbox) = &config.outbox {
         let mail = EmailNotifier::outbox(
             outbox,
@@ -164,6 +172,26 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
             .build()?;
         followers.spawn(follower, Arc::new(mail));
     }
+    let commands =
+        Arc::new(KafkaCommandSink::new(&kafka)?.with_backlog_limit(&kafka, config.backlog_limit)?);
+    // A soak reports a window a minute; a single run keeps 100 ms windows for its charts.
+    let metrics = match config.duration {
+        Some(_) => {
+            let report = MinuteReport::new(
+                Arc::clone(&commands),
+                followers.progress("read-model").cloned(),
+            );
+            let windows = Arc::clone(&report.windows);
+            runner = runner.metrics_sink(Arc::new(report), soak::WINDOW);
+            MinuteReport::print_header();
+            windows
+        }
+        None => {
+            let windows = Arc::new(MemorySink::new());
+            runner = runner.metrics_sink(windows.clone(), Duration::from_millis(100));
+            windows
+        }
+    };
     let runner = Arc::new(runner.build()?);
 
     let stop = CancellationToken::new();
@@ -175,8 +203,6 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
         async move { runner.run(source, stop).await }
     });
 
-    let commands =
-        Arc::new(KafkaCommandSink::new(&kafka)?.with_backlog_limit(&kafka, config.backlog_limit)?);
     let addr = start_intake(
         &config.intake,
         &lifecycle,
@@ -197,9 +223,14 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     wait_finished(&runner, 1, Duration::from_secs(30)).await?;
     let baseline = runner.metrics().orders_finished_total();
 
-    let orders = config.purchases.len() as u64;
     let started = Instant::now();
-    let load = load::place_all(&target, &config.purchases, config.sending, false).await?;
+    let load = match config.duration {
+        None => load::place_all(&target, &config.purchases, config.sending, false).await?,
+        Some(duration) => {
+            load::place_for(&target, &config.purchases, config.sending, duration).await?
+        }
+    };
+    let orders = load.accepted + load.errors;
     let finished = wait_finished(&runner, baseline + orders - load.errors, config.timeout).await;
     let elapsed = started.elapsed().as_secs_f64();
     stop.cancel();

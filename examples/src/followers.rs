@@ -20,6 +20,9 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// partition are sent again (those delivered but not yet committed).
 pub const MAIL_BATCH: usize = 64;
 
+/// Finished orders the programs' read models keep by default (≈ 1 KiB each).
+pub const READ_MODEL_FINISHED: usize = 200_000;
+
 /// Records per batch of the Elasticsearch follower (the sink packs them into `_bulk`
 /// requests).
 pub const ELASTIC_BATCH: usize = 1_000;
@@ -131,7 +134,8 @@ impl Followers {
     }
 
     /// Runs the intake's read model: an ephemeral follower (the whole topic at each start,
-    /// no commits) projecting into `store` and `hub`.
+    /// no commits) projecting into `store` and `hub`, keeping the latest `keep_finished`
+    /// finished orders (older ones are for Elasticsearch to answer).
     ///
     /// # Errors
     /// Kafka client errors.
@@ -141,11 +145,12 @@ impl Followers {
         lifecycle: &Arc<Lifecycle>,
         store: Arc<MemoryStore>,
         hub: WatchHub,
+        keep_finished: usize,
     ) -> Result<(), KafkaError> {
         let follower = KafkaFollower::builder(kafka, "read-model")
             .ephemeral()
             .build()?;
-        let model = ReadModel::new(Arc::clone(lifecycle), store, hub);
+        let model = ReadModel::new(Arc::clone(lifecycle), store, hub).keep_finished(keep_finished);
         self.spawn(follower, Arc::new(model));
         Ok(())
     }

@@ -221,41 +221,97 @@ pub async fn place_all(
         .batch
         .clamp(1, order_fsm_grpc::MAX_PLACEMENTS_PER_CALL);
     let bar = Arc::new(bar);
-    let results: Vec<(usize, u64, Result<u64, String>)> =
-        stream::iter(purchases.chunks(batch).enumerate())
-            .map(|(i, chunk)| {
-                let bar = Arc::clone(&bar);
-                async move {
-                    if let Some(interval) = interval {
-                        let due = started + interval.mul_f64((i * batch) as f64);
-                        tokio::time::sleep_until(due.into()).await;
-                    }
-                    // A throttled request is sent again; its latency runs from the first try.
-                    let sent = Instant::now();
-                    let mut throttled = 0;
-                    let result = loop {
-                        match target.place(chunk).await {
-                            Ok(()) => break Ok(sent.elapsed().as_micros() as u64),
-                            Err(Refused::Throttled(wait)) => {
-                                throttled += 1;
-                                tokio::time::sleep(wait).await;
-                            }
-                            Err(Refused::Failed(e)) => break Err(e.to_string()),
-                        }
-                    };
-                    bar.inc(chunk.len() as u64);
-                    (chunk.len(), throttled, result)
+    let results: Vec<Sent> = stream::iter(purchases.chunks(batch).enumerate())
+        .map(|(i, chunk)| {
+            let bar = Arc::clone(&bar);
+            async move {
+                if let Some(interval) = interval {
+                    let due = started + interval.mul_f64((i * batch) as f64);
+                    tokio::time::sleep_until(due.into()).await;
                 }
-            })
-            .buffer_unordered(sending.concurrency.max(1))
-            .collect()
-            .await;
+                let sent = send(target, chunk).await;
+                bar.inc(chunk.len() as u64);
+                sent
+            }
+        })
+        .buffer_unordered(sending.concurrency.max(1))
+        .collect()
+        .await;
     bar.finish_and_clear();
-    let elapsed = started.elapsed();
+    tally(&results, started.elapsed())
+}
+
+/// One request's outcome: orders it carried, times it was throttled, latency or error.
+type Sent = (usize, u64, Result<u64, String>);
+
+/// Sends one request; a throttled request is sent again after the intake's hint, and its
+/// latency runs from the first try.
+async fn send(target: &Target, chunk: &[Purchase]) -> Sent {
+    let sent = Instant::now();
+    let mut throttled = 0;
+    let result = loop {
+        match target.place(chunk).await {
+            Ok(()) => break Ok(sent.elapsed().as_micros() as u64),
+            Err(Refused::Throttled(wait)) => {
+                throttled += 1;
+                tokio::time::sleep(wait).await;
+            }
+            Err(Refused::Failed(e)) => break Err(e.to_string()),
+        }
+    };
+    (chunk.len(), throttled, result)
+}
+
+/// Places the purchases of `pool` over and over (each placement a new order) at
+/// `sending`'s pace until `duration` has passed: a soak. A burst pace sends as fast as
+/// `sending.concurrency` allows.
+///
+/// # Errors
+/// Only a histogram failure; request errors are counted in [`LoadResult::errors`].
+pub async fn place_for(
+    target: &Target,
+    pool: &[Purchase],
+    sending: Sending,
+    duration: Duration,
+) -> Result<LoadResult, BoxError> {
+    if pool.is_empty() {
+        return Err("no purchases to place".into());
+    }
+    let started = Instant::now();
+    let interval = match sending.pace {
+        Pace::Steady(rate) if rate > 0.0 => Some(Duration::from_secs_f64(1.0 / rate)),
+        _ => None,
+    };
+    let batch = sending
+        .batch
+        .clamp(1, order_fsm_grpc::MAX_PLACEMENTS_PER_CALL)
+        .min(pool.len());
+    let chunks = pool.len() / batch;
+    let results: Vec<Sent> = stream::iter(0usize..)
+        .map(|i| async move {
+            if let Some(interval) = interval {
+                let due = started + interval.mul_f64((i * batch) as f64);
+                tokio::time::sleep_until(due.into()).await;
+            }
+            if started.elapsed() >= duration {
+                return None;
+            }
+            let first = (i % chunks) * batch;
+            Some(send(target, &pool[first..first + batch]).await)
+        })
+        .buffered(sending.concurrency.max(1))
+        .take_while(|sent| std::future::ready(sent.is_some()))
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    tally(&results, started.elapsed())
+}
+
+fn tally(results: &[Sent], elapsed: Duration) -> Result<LoadResult, BoxError> {
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let mut errors = 0;
     let throttled = results.iter().map(|(_, t, _)| t).sum();
-    for (orders, _, result) in &results {
+    for (orders, _, result) in results {
         match result {
             Ok(us) => histogram.saturating_record_n((*us).max(1), *orders as u64),
             Err(e) => {

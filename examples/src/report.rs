@@ -32,8 +32,15 @@ pub struct Summary {
 
 /// The peak resident memory of this process so far (`VmHWM`), bytes; Linux only.
 pub fn peak_rss_bytes() -> Option<u64> {
+    rss_bytes("VmHWM")
+}
+
+/// A memory figure of this process from `/proc/self/status` (`VmRSS`, `VmHWM`), bytes.
+pub fn rss_bytes(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }

@@ -56,6 +56,7 @@ fn base(orders: usize) -> EmbeddedConfig {
         retention: order_fsm::DEFAULT_RETENTION.into(),
         backlog_limit: embedded::backlog_limit(4),
         brokers: None,
+        duration: None,
     }
 }
 

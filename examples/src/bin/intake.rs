@@ -8,7 +8,7 @@ use std::sync::Arc;
 use clap::Parser;
 use order_fsm::{Lifecycle, MemoryStore};
 use order_fsm_examples::cli::{self, KafkaArgs};
-use order_fsm_examples::followers::Followers;
+use order_fsm_examples::followers::{Followers, READ_MODEL_FINISHED};
 use order_fsm_examples::http;
 use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
 use order_fsm_kafka::KafkaCommandSink;
@@ -48,7 +48,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let stop = CancellationToken::new();
     // The read model is rebuilt from the whole topic at each start (no committed offsets).
     let mut followers = Followers::default();
-    followers.spawn_read_model(&kafka, &lifecycle, store.clone(), hub.clone())?;
+    followers.spawn_read_model(
+        &kafka,
+        &lifecycle,
+        store.clone(),
+        hub.clone(),
+        READ_MODEL_FINISHED,
+    )?;
     let grpc = OrderServiceBuilder::new(Arc::clone(&lifecycle))
         .with_commands(commands.clone())
         .with_store(store.clone())

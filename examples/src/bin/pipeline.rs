@@ -60,6 +60,11 @@ struct Args {
     /// 20,000 per partition, inside what the mock cluster retains.
     #[arg(long)]
     backlog_limit: Option<u64>,
+    /// Soak: place orders for this long (`90s`, `30m`, `2h`) at `--rate`, cycling through
+    /// the `--orders` purchases, with a line a minute (throughput, latency, backlog, read
+    /// model lag, RSS); the summary follows as usual.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
     /// Run on this Kafka cluster (`host:port`) instead of the embedded mock cluster, on
     /// topics of the run's own.
     #[arg(long)]
@@ -67,6 +72,23 @@ struct Args {
     /// Where the summary, charts and outbox go.
     #[arg(long, default_value = "target/pipeline")]
     out: PathBuf,
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}`: expected a number and s, m or h"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3_600,
+        _ => return Err(format!("`{text}`: the unit is s, m or h")),
+    };
+    Ok(Duration::from_secs(secs))
 }
 
 #[tokio::main]
@@ -105,6 +127,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         timeout: Duration::from_secs(300),
         retention: Some(Duration::from_secs(args.retention_secs)),
         brokers: args.brokers.clone(),
+        duration: args.duration,
         backlog_limit: args
             .backlog_limit
             .unwrap_or_else(|| embedded::backlog_limit(args.partitions)),
