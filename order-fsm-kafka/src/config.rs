@@ -41,6 +41,7 @@ pub struct KafkaConfig {
     dead_letter_topic: String,
     state_topic: String,
     commit_interval: Duration,
+    stall_timeout: Duration,
     properties: BTreeMap<String, String>,
 }
 
@@ -56,16 +57,19 @@ impl KafkaConfig {
             dead_letter_topic: DEFAULT_DEAD_LETTER_TOPIC.into(),
             state_topic: DEFAULT_STATE_TOPIC.into(),
             commit_interval: Duration::from_millis(500),
+            stall_timeout: Duration::from_secs(30),
             properties: BTreeMap::new(),
         }
     }
 
     /// Reads `ORDER_FSM_KAFKA_BROKERS` (required), and optionally `ORDER_FSM_KAFKA_GROUP`,
     /// `ORDER_FSM_KAFKA_COMMANDS_TOPIC`, `ORDER_FSM_KAFKA_TRANSITIONS_TOPIC`,
-    /// `ORDER_FSM_KAFKA_DLQ_TOPIC` and `ORDER_FSM_KAFKA_STATE_TOPIC`.
+    /// `ORDER_FSM_KAFKA_DLQ_TOPIC`, `ORDER_FSM_KAFKA_STATE_TOPIC` and
+    /// `ORDER_FSM_KAFKA_STALL_TIMEOUT_MS` (see [`KafkaConfig::with_stall_timeout`]).
     ///
     /// # Errors
-    /// [`KafkaError::Config`] when `ORDER_FSM_KAFKA_BROKERS` is unset or empty.
+    /// [`KafkaError::Config`] when `ORDER_FSM_KAFKA_BROKERS` is unset or empty, or the stall
+    /// timeout is not a number of milliseconds.
     pub fn from_env() -> Result<Self, KafkaError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let brokers = var("ORDER_FSM_KAFKA_BROKERS")
@@ -85,6 +89,14 @@ impl KafkaConfig {
         }
         if let Some(topic) = var("ORDER_FSM_KAFKA_STATE_TOPIC") {
             config.state_topic = topic;
+        }
+        if let Some(ms) = var("ORDER_FSM_KAFKA_STALL_TIMEOUT_MS") {
+            let ms = ms.trim().parse::<u64>().map_err(|_| {
+                KafkaError::Config(format!(
+                    "ORDER_FSM_KAFKA_STALL_TIMEOUT_MS is not a number of milliseconds: {ms:?}"
+                ))
+            })?;
+            config.stall_timeout = Duration::from_millis(ms);
         }
         Ok(config)
     }
@@ -133,6 +145,16 @@ impl KafkaConfig {
         self
     }
 
+    /// How long a partition of the commands topic may hold unprocessed commands with its
+    /// group's committed offset standing still, and no member of this process reading it,
+    /// before a source re-joins its group (default 30 s). A re-join gives the group a new
+    /// generation: it ends a group a broker stall or a coordinator's stale assignment left
+    /// with partitions nobody serves.
+    pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.stall_timeout = timeout;
+        self
+    }
+
     /// Sets any librdkafka property (`security.protocol`, `sasl.mechanisms`,
     /// `session.timeout.ms`, ...) on every client this config creates; it overrides the
     /// adapter's own defaults.
@@ -174,6 +196,11 @@ impl KafkaConfig {
     /// The periodic commit interval.
     pub fn commit_interval(&self) -> Duration {
         self.commit_interval
+    }
+
+    /// How long a partition may stand still before a source re-joins its group.
+    pub fn stall_timeout(&self) -> Duration {
+        self.stall_timeout
     }
 
     /// The passthrough properties.

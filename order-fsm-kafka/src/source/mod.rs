@@ -2,6 +2,7 @@
 
 mod poller;
 mod tracker;
+mod watchdog;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::{CommandCodec, JsonCodec, KafkaConfig, KafkaDeadLetterSink, KafkaError};
 use poller::{Delivered, Item, Poller, SourceContext};
 use tracker::Tracker;
+use watchdog::Signals;
 
 /// Batches of messages buffered between the polling thread and [`CommandSource::next`].
 const HANDOVER_BATCHES: usize = 8;
@@ -53,6 +55,12 @@ fn revoke_timeout(config: &KafkaConfig) -> Duration {
 /// - **Bad input**: a message the codec rejects (or an empty one) is produced to the
 ///   dead-letter topic with its reason, original topic, partition and offset, marked done
 ///   once delivered, and never yielded.
+/// - **Stalls**: a partition that holds unprocessed commands while the group's committed
+///   offset stands still for [`KafkaConfig::with_stall_timeout`] (30 s), and that this
+///   source is not reading, makes the source re-join its group (logged at `warn`): a broker
+///   stall or a coordinator's stale assignment can leave partitions that no member serves
+///   (with tansu 0.6.0 it also commits their committed offsets again, which clears a leader
+///   the coordinator kept after evicting it).
 /// - **Cancellation**: `next` is cancel-safe; a dropped call loses nothing.
 ///
 /// A background thread polls the consumer; dropping the source stops it, commits and
@@ -62,6 +70,7 @@ pub struct KafkaSource {
     buffer: VecDeque<Item>,
     tracker: Arc<Tracker>,
     stop: Arc<AtomicBool>,
+    signals: Arc<Signals>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -103,6 +112,8 @@ impl KafkaSource {
             config.consumer_config().create_with_context(context)?;
         consumer.subscribe(&[config.commands_topic()])?;
         let stop = Arc::new(AtomicBool::new(false));
+        let signals = Arc::new(Signals::default());
+        watchdog::spawn(config, Arc::clone(&tracker), Arc::clone(&signals))?;
         let poller = Poller {
             consumer,
             tracker: Arc::clone(&tracker),
@@ -110,6 +121,7 @@ impl KafkaSource {
             dead_letters: KafkaDeadLetterSink::new(config)?,
             runtime,
             stop: Arc::clone(&stop),
+            signals: Arc::clone(&signals),
             commit_interval: config.commit_interval(),
             topic: config.commands_topic().to_owned(),
         };
@@ -122,6 +134,7 @@ impl KafkaSource {
             buffer: VecDeque::new(),
             tracker,
             stop,
+            signals,
             thread: Some(thread),
         })
     }
@@ -170,6 +183,7 @@ impl CommandSource for KafkaSource {
 impl Drop for KafkaSource {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+        self.signals.stop.store(true, Ordering::Release);
         self.rx.close();
         while self.rx.try_recv().is_ok() {}
         if let Some(thread) = self.thread.take() {

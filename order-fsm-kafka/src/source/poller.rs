@@ -14,10 +14,15 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::tracker::{Ticket, Tracker};
+use super::watchdog::Signals;
 use crate::{CommandCodec, KafkaDeadLetterSink, KafkaError};
 
 /// Most messages handed over at once.
 const MAX_HANDOVER: usize = 512;
+
+/// Longest wait, in a re-join, for the old assignment to be given up before subscribing
+/// again.
+const REJOIN_WAIT: Duration = Duration::from_secs(10);
 
 /// What the polling thread hands over, in consumer order.
 #[derive(Debug)]
@@ -155,6 +160,7 @@ pub(super) struct Poller {
     pub(super) dead_letters: KafkaDeadLetterSink,
     pub(super) runtime: Handle,
     pub(super) stop: Arc<AtomicBool>,
+    pub(super) signals: Arc<Signals>,
     pub(super) commit_interval: Duration,
     pub(super) topic: String,
 }
@@ -162,12 +168,30 @@ pub(super) struct Poller {
 impl Poller {
     pub(super) fn run(self) {
         let mut last_commit = Instant::now();
+        let mut rejoining: Option<Instant> = None;
         while !self.stop.load(Ordering::Acquire) {
             if last_commit.elapsed() >= self.commit_interval {
                 self.commit_done(CommitMode::Async, false);
                 last_commit = Instant::now();
             }
             let context = self.consumer.context();
+            if self.signals.rejoin.swap(false, Ordering::AcqRel) && rejoining.is_none() {
+                self.commit_done(CommitMode::Sync, true);
+                // Leaves the group; the revocation callback hands the partitions over.
+                self.consumer.unsubscribe();
+                rejoining = Some(Instant::now());
+            }
+            if let Some(since) = rejoining {
+                let released = self.consumer.assignment().map_or(true, |a| a.count() == 0);
+                if released || since.elapsed() >= REJOIN_WAIT {
+                    rejoining = None;
+                    if let Err(e) = self.consumer.subscribe(&[&self.topic]) {
+                        context.pending().push(Err(KafkaError::from(e).into()));
+                    } else {
+                        tracing::info!(topic = %self.topic, "re-joined the consumer group");
+                    }
+                }
+            }
             let mut wait = Duration::from_millis(50);
             for _ in 0..MAX_HANDOVER {
                 let Some(polled) = self.consumer.poll(wait) else {
