@@ -56,7 +56,8 @@ impl DestinationArgs {
     /// them and the Elasticsearch sink, if any, for the metrics windows.
     ///
     /// # Errors
-    /// Elasticsearch unreachable at start, a bad SMTP URL or sender, Kafka client errors.
+    /// An Elasticsearch URL or credentials refused (a server that does not answer yet is
+    /// waited for), a bad SMTP URL or sender, Kafka client errors.
     pub async fn start(
         &self,
         kafka: &KafkaConfig,
@@ -65,10 +66,18 @@ impl DestinationArgs {
         let mut followers = Followers::default();
         let mut elastic = None;
         if let Some(url) = &self.es_url {
-            let sink = ElasticBuilder::new(url.clone())
-                .with_index_prefix(self.es_index_prefix.clone())
-                .build()
-                .await?;
+            let builder =
+                ElasticBuilder::new(url.clone()).with_index_prefix(self.es_index_prefix.clone());
+            // Out of the acknowledgement path, Elasticsearch down at start delays only its
+            // follower; anything else (a bad URL, refused credentials) is an error now.
+            let sink = match builder.clone().build().await {
+                Ok(sink) => sink,
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(%url, error = %e, "Elasticsearch unreachable at start; its follower waits for it");
+                    builder.build_lazily().await?
+                }
+                Err(e) => return Err(e.into()),
+            };
             let follower = KafkaFollower::builder(kafka, "elasticsearch")
                 .batch_size(ELASTIC_BATCH)
                 .build()?;

@@ -1,4 +1,4 @@
-//! Index settings and mappings, created when the sink starts.
+//! Index settings and mappings, created before the sink's first write.
 
 use serde_json::{json, Value};
 

@@ -19,8 +19,9 @@ use crate::{mappings, ElasticBuilder, ElasticError, Queries};
 
 /// Indexes transition records, metrics windows and dead letters into Elasticsearch.
 ///
-/// Built by [`ElasticBuilder::build`], which creates the indices. Cheap to clone (clones
-/// share one batching task); the task ends when the last clone is dropped.
+/// Built by [`ElasticBuilder::build`], which creates the indices, or by
+/// [`ElasticBuilder::build_lazily`], which creates them before the first write. Cheap to
+/// clone (clones share one batching task); the task ends when the last clone is dropped.
 ///
 /// # Contract
 /// - **Durability**: [`TransitionSink::publish`] returns `Ok` only once every document of
@@ -48,6 +49,8 @@ pub struct ElasticSink {
 struct Inner {
     client: Client,
     indices: Indices,
+    /// Set once the indices exist.
+    ready: tokio::sync::OnceCell<()>,
     batcher: Batcher,
     dead_letters: Option<Arc<dyn DeadLetterSink>>,
 }
@@ -79,22 +82,28 @@ impl ElasticBuilder {
     /// when nothing answers at the URL, [`ElasticError::Http`] when the server refuses
     /// (e.g. 401 for bad credentials).
     pub async fn build(self) -> Result<ElasticSink, ElasticError> {
+        let sink = self.build_lazily().await?;
+        sink.inner.client.ping().await?;
+        sink.ready().await?;
+        Ok(sink)
+    }
+
+    /// Like [`ElasticBuilder::build`], but without contacting the server: the indices are
+    /// created before the first write, and until the server answers every write fails with
+    /// a retryable [`ElasticError::Unreachable`]. For a process that must start while
+    /// Elasticsearch is down, e.g. a worker whose Elasticsearch follower waits for it.
+    ///
+    /// # Errors
+    /// [`ElasticError::Config`] for an invalid configuration.
+    pub async fn build_lazily(self) -> Result<ElasticSink, ElasticError> {
         let client = Client::new(self.config().clone())?;
-        client.ping().await?;
         let indices = indices_of(&client.config);
-        for (index, body) in [
-            (&indices.orders, mappings::orders()),
-            (&indices.transitions, mappings::transitions()),
-            (&indices.metrics, mappings::metrics()),
-            (&indices.dead_letters, mappings::dead_letters()),
-        ] {
-            client.ensure_index(index, &body).await?;
-        }
         let batcher = Batcher::spawn(client.clone(), indices.clone());
         Ok(ElasticSink {
             inner: Arc::new(Inner {
                 client,
                 indices,
+                ready: tokio::sync::OnceCell::new(),
                 batcher,
                 dead_letters: self.dead_letters,
             }),
@@ -137,6 +146,30 @@ impl ElasticSink {
         Queries::new(self.inner.client.clone())
     }
 
+    /// Creates the indices that do not exist yet (with their mappings), once.
+    async fn ready(&self) -> Result<(), ElasticError> {
+        let Inner {
+            client,
+            indices,
+            ready,
+            ..
+        } = &*self.inner;
+        ready
+            .get_or_try_init(|| async {
+                for (index, body) in [
+                    (&indices.orders, mappings::orders()),
+                    (&indices.transitions, mappings::transitions()),
+                    (&indices.metrics, mappings::metrics()),
+                    (&indices.dead_letters, mappings::dead_letters()),
+                ] {
+                    client.ensure_index(index, &body).await?;
+                }
+                Ok::<_, ElasticError>(())
+            })
+            .await
+            .map(|_| ())
+    }
+
     /// Indexes `records`; see the type's contract.
     ///
     /// # Errors
@@ -146,6 +179,7 @@ impl ElasticSink {
         if records.is_empty() {
             return Ok(());
         }
+        self.ready().await?;
         let ops = document::encode_records(&self.inner.indices, records)
             .map_err(|e| ElasticError::decode("encode", e))?;
         let (job, mut outcomes) = self.inner.batcher.submit(ops).await?;
@@ -210,6 +244,7 @@ impl ElasticSink {
     }
 
     async fn index_one(&self, op: document::Op) -> Result<(), ElasticError> {
+        self.ready().await?;
         let (job, mut outcomes) = self.inner.batcher.submit(vec![op]).await?;
         if let Some(e) = worst(&mut outcomes) {
             return Err(e);

@@ -236,3 +236,47 @@ async fn the_runner_acknowledges_nothing_during_an_outage_and_loses_nothing() {
         }]
     );
 }
+
+#[tokio::test]
+async fn a_sink_built_lazily_while_the_server_is_down_creates_its_indices_once_it_answers() {
+    let Some(url) = common::es_url() else { return };
+    let proxy = common::Proxy::start(&url).await;
+    proxy.state.down.store(true, Ordering::SeqCst);
+    let builder = common::builder(&proxy.url, "lazy").with_retry(common::quick_retry(2));
+    let err = builder
+        .clone()
+        .build()
+        .await
+        .expect_err("build checks the server");
+    assert!(err.is_retryable(), "{err:?}");
+    let sink = builder
+        .clone()
+        .build_lazily()
+        .await
+        .expect("no server needed to build lazily");
+    let records = records_of(3);
+    let err = sink
+        .publish(&records)
+        .await
+        .expect_err("the server is down");
+    assert!(
+        matches!(err, order_fsm::Error::Unavailable { .. }),
+        "retryable: {err}"
+    );
+
+    proxy.state.down.store(false, Ordering::SeqCst);
+    sink.publish(&records)
+        .await
+        .expect("published once it answers");
+    // The indices were created with their mappings, not by a bulk request's dynamic ones.
+    let index = builder.config().transitions_index();
+    let (status, mapping) = common::raw(&url, "GET", &format!("{index}/_mapping"), "").await;
+    assert_eq!(status, 200, "{mapping}");
+    let mapping: serde_json::Value = serde_json::from_str(&mapping).expect("json");
+    assert_eq!(
+        mapping[&index]["mappings"]["properties"]["to"]["type"], "keyword",
+        "{mapping}"
+    );
+    let q = direct_queries(&url, &builder).await;
+    assert_exactly_once(&q, &records).await;
+}
