@@ -2,6 +2,8 @@
 //! and SMTP servers a test may pause or stop, and readers of what landed where.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod gate;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
