@@ -286,6 +286,27 @@ pub fn read_transitions(brokers: &str, topic: &str, records: usize) -> Vec<Locat
     out
 }
 
+/// Records `topic` holds (the sum over its partitions of high minus low watermark).
+pub fn topic_records(brokers: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("watermarks reader");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|p| {
+            let (low, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .expect("watermarks");
+            high - low
+        })
+        .sum()
+}
+
 /// The offsets `group` committed on `topic`, by partition.
 pub fn committed_offsets(brokers: &str, group: &str, topic: &str) -> HashMap<i32, i64> {
     let consumer: BaseConsumer = ClientConfig::new()
