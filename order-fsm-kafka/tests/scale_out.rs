@@ -38,13 +38,6 @@ enum Leave {
 /// Two workers; the second one leaves mid-run as `leave` says, and is not restarted.
 async fn one_of_two_leaves(broker: Broker, test: &str, leave: Leave) {
     let _alone = one_at_a_time().await;
-    if let Some(reason) = broker.cannot_reassign_a_dead_members_partitions() {
-        // Only a member that did not leave the group itself meets the bug.
-        if leave == Leave::Killed {
-            eprintln!("SKIPPED {test}: {reason}");
-            return;
-        }
-    }
     let config = broker.config(test, PARTITIONS).await;
     let a = WorkerProcess::start(&config, "a", DWELL_MS);
     let b = WorkerProcess::start(&config, "b", DWELL_MS);
@@ -112,10 +105,6 @@ async fn churn(broker: Broker) {
 /// "order not found" and the restarted owner completed them).
 async fn cancels_reach_the_orders_of_a_dead_worker(broker: Broker) {
     let _alone = one_at_a_time().await;
-    if let Some(reason) = broker.cannot_reassign_a_dead_members_partitions() {
-        eprintln!("SKIPPED cancels_reach_the_orders_of_a_dead_worker: {reason}");
-        return;
-    }
     let config = broker.config("cancels", PARTITIONS).await;
     // Long dwell: every order is still cancellable (processing or preparing) when it is
     // cancelled, even after the hand-over fires its overdue timer.
@@ -131,7 +120,9 @@ async fn cancels_reach_the_orders_of_a_dead_worker(broker: Broker) {
         .submit(&cancels)
         .await
         .expect("submit cancels");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // On tansu 0.6.0 the survivor gets the dead worker's partitions only through its stall
+    // watchdog (30 s and a re-join).
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let last = loop {
         let now = outcome(&config, &ids).await;
         let cancelled = now.unfinished.get("cancelled").copied().unwrap_or(0);

@@ -34,27 +34,6 @@ impl Broker {
         order_fsm::testing::service_address("ORDER_FSM_KAFKA_BROKERS").map(Self::External)
     }
 
-    /// Why this broker cannot run a scenario that needs a dead member's partitions to move,
-    /// if it cannot: tansu 0.6.0 keeps a SIGKILLed member's partitions assigned to it when
-    /// the expiry is noticed in a heartbeat (the group stays "Formed" and its SyncGroup
-    /// returns the previous assignment, coordinator/group/administrator.rs), so they are
-    /// only served again once a member restarts.
-    pub fn cannot_reassign_a_dead_members_partitions(&self) -> Option<&'static str> {
-        match self {
-            Self::External(_)
-                if std::env::var("ORDER_FSM_KAFKA_BROKER_KIND").as_deref() == Ok("tansu-0.6.0") =>
-            {
-                Some(
-                    "tansu 0.6.0 never reassigns the partitions of a SIGKILLed member \
-                     (its coordinator answers the survivors' SyncGroup with the previous \
-                     generation's assignment); covered by the mock cluster here, and by \
-                     crash.rs (killed, then restarted) on tansu",
-                )
-            }
-            _ => None,
-        }
-    }
-
     pub fn brokers(&self) -> String {
         match self {
             Self::Mock(cluster) => cluster.bootstrap_servers(),
