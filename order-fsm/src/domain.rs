@@ -78,6 +78,11 @@ impl EventId {
         Self(Uuid::from_u128(value))
     }
 
+    /// The id as 128 bits.
+    pub const fn as_u128(&self) -> u128 {
+        self.0.as_u128()
+    }
+
     /// The deterministic id of the automatic advance of `order` out of `version`.
     ///
     /// Two runners that schedule the same advance produce the same id, so the second one is

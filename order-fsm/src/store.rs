@@ -37,6 +37,9 @@ impl Default for ListQuery {
 ///   store.
 /// - **Listing**: [`OrderStore::list`] returns orders in ascending id order, at most
 ///   `limit`, strictly after `after`, filtered by status.
+/// - **Batches**: [`OrderStore::compare_and_set_many`] applies each write as
+///   `compare_and_set` would, independently; a store that can should do it in one round trip
+///   (the runner calls it once per batch).
 /// - **Errors**: [`Error::Unavailable`] for transient trouble (the caller retries),
 ///   [`Error::Backend`] otherwise.
 #[async_trait]
@@ -49,6 +52,28 @@ pub trait OrderStore: Send + Sync {
 
     /// One page of orders.
     async fn list(&self, query: ListQuery) -> Result<Vec<OrderState>, Error>;
+
+    /// Compare-and-sets every `(expected_version, state)` of `writes`, each on its own: a
+    /// write whose expected version does not match is skipped and the others are written.
+    /// `writes` name each order at most once.
+    ///
+    /// Returns `Ok` when every write happened, [`Error::Conflict`] for the first skipped one
+    /// (every non-conflicting write happened), or another error when any write may not have
+    /// happened (the caller reads again and retries). The default writes one after the
+    /// other; stores with a network round trip per call should override it with one.
+    async fn compare_and_set_many(&self, writes: Vec<(u64, OrderState)>) -> Result<(), Error> {
+        let mut conflict = None;
+        for (expected, state) in writes {
+            match self.compare_and_set(expected, state).await {
+                Ok(()) => {}
+                Err(e @ Error::Conflict { .. }) => {
+                    conflict.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        conflict.map_or(Ok(()), Err)
+    }
 
     /// Writes `state` whatever is stored (a runner restoring a partition it now owns).
     /// The default reads the stored version and compare-and-sets over it.
@@ -80,6 +105,9 @@ impl<S: OrderStore + ?Sized> OrderStore for Arc<S> {
     }
     async fn list(&self, query: ListQuery) -> Result<Vec<OrderState>, Error> {
         (**self).list(query).await
+    }
+    async fn compare_and_set_many(&self, writes: Vec<(u64, OrderState)>) -> Result<(), Error> {
+        (**self).compare_and_set_many(writes).await
     }
     async fn put(&self, state: OrderState) -> Result<(), Error> {
         (**self).put(state).await

@@ -411,7 +411,6 @@ impl Worker {
         for letter in &plan.dead_letters {
             self.shared.dead_letters.dead_letter(letter).await?;
         }
-        let mut conflict = None;
         let lifecycle = self.shared.engine.lifecycle();
         for write in &plan.writes {
             if let Some(partition) = write.partition {
@@ -421,19 +420,14 @@ impl Worker {
                     lifecycle.is_terminal(write.state.status),
                 ));
             }
-            match self
-                .shared
-                .store
-                .compare_and_set(write.expected, write.state.clone())
-                .await
-            {
-                Ok(()) => {}
-                // Another writer moved the order: finish the other writes, then re-plan.
-                // Re-planning sees what was committed here as duplicates.
-                Err(e @ Error::Conflict { .. }) => conflict = Some(e),
-                Err(e) => return Err(e),
-            }
         }
-        conflict.map_or(Ok(()), Err)
+        // One call (one round trip for stores that batch). On a conflict another writer moved
+        // an order: the other writes happened, and re-planning sees them as duplicates.
+        let writes = plan
+            .writes
+            .iter()
+            .map(|w| (w.expected, w.state.clone()))
+            .collect();
+        self.shared.store.compare_and_set_many(writes).await
     }
 }
