@@ -4,7 +4,7 @@
 # Sourced by scripts/test.sh.
 
 SERVICES=()
-for candidate in kafka elastic smtp; do
+for candidate in kafka elastic smtp postgres; do
   if [ -x "scripts/$candidate.sh" ]; then SERVICES+=("$candidate"); fi
 done
 
