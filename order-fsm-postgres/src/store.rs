@@ -157,6 +157,22 @@ impl OrderStore for PostgresStore {
             .transpose()
     }
 
+    /// One query for all of `ids`.
+    async fn get_many(&self, ids: &[OrderId]) -> Result<Vec<Option<OrderState>>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let wanted: Vec<Uuid> = ids.iter().copied().map(uuid).collect();
+        let sql = format!("SELECT {COLUMNS} FROM order_fsm_orders WHERE order_id = ANY($1)");
+        let rows = self.query("get", &sql, &[&wanted]).await?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let state = self.decode(row, 0)?.state;
+            found.insert(state.id, state);
+        }
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+    }
+
     async fn compare_and_set(&self, expected_version: u64, state: OrderState) -> Result<(), Error> {
         self.compare_and_set_many(vec![(expected_version, state)])
             .await

@@ -53,6 +53,17 @@ pub trait OrderStore: Send + Sync {
     /// One page of orders.
     async fn list(&self, query: ListQuery) -> Result<Vec<OrderState>, Error>;
 
+    /// The current states of `ids`, in the same order (`None` for unknown ones). The runner
+    /// reads a whole batch's orders with one call; the default calls [`Self::get`] for each,
+    /// stores with a network round trip per call should override it with one.
+    async fn get_many(&self, ids: &[OrderId]) -> Result<Vec<Option<OrderState>>, Error> {
+        let mut states = Vec::with_capacity(ids.len());
+        for &id in ids {
+            states.push(self.get(id).await?);
+        }
+        Ok(states)
+    }
+
     /// Compare-and-sets every `(expected_version, state)` of `writes`, each on its own: a
     /// write whose expected version does not match is skipped and the others are written.
     /// `writes` name each order at most once.
@@ -105,6 +116,9 @@ impl<S: OrderStore + ?Sized> OrderStore for Arc<S> {
     }
     async fn list(&self, query: ListQuery) -> Result<Vec<OrderState>, Error> {
         (**self).list(query).await
+    }
+    async fn get_many(&self, ids: &[OrderId]) -> Result<Vec<Option<OrderState>>, Error> {
+        (**self).get_many(ids).await
     }
     async fn compare_and_set_many(&self, writes: Vec<(u64, OrderState)>) -> Result<(), Error> {
         (**self).compare_and_set_many(writes).await

@@ -328,6 +328,12 @@ pub async fn store_conformance(store: &dyn OrderStore) {
         .await
         .expect("store contract: the right version writes");
     assert_eq!(store.get(id).await.expect("get"), Some(moved.clone()));
+    let unknown = OrderId::random();
+    assert_eq!(
+        store.get_many(&[id, unknown, id]).await.expect("get_many"),
+        vec![Some(moved.clone()), None, Some(moved.clone())],
+        "store contract: get_many answers each id in order"
+    );
 
     // Listing: our orders in state `failed` (an unusual state, so a shared store rarely has
     // others), paged two at a time.

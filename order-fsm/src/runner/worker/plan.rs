@@ -13,7 +13,7 @@ impl Worker {
     /// Plans `batch` with the engine against the stored states; writes nothing.
     pub(super) async fn plan(&mut self, batch: &[Work]) -> Result<Plan, Error> {
         let mut plan = Plan::default();
-        let mut cache: HashMap<OrderId, Cached> = HashMap::new();
+        let mut cache = self.prefetch(batch).await?;
         for work in batch {
             let partition = work.partition();
             match work {
@@ -70,6 +70,34 @@ impl Worker {
             })
             .collect();
         Ok(plan)
+    }
+
+    /// Reads every order `batch` names with one store call.
+    async fn prefetch(&self, batch: &[Work]) -> Result<HashMap<OrderId, Cached>, Error> {
+        let mut ids: Vec<OrderId> = batch
+            .iter()
+            .filter_map(|work| match work {
+                Work::Command { envelope, .. } => Some(envelope.command.order_id()),
+                &Work::Advance { order_id, .. } => Some(order_id),
+                _ => None,
+            })
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let states = self.shared.store.get_many(&ids).await?;
+        Ok(ids
+            .into_iter()
+            .zip(states)
+            .map(|(id, state)| {
+                let cached = Cached {
+                    stored_version: state.as_ref().map_or(0, |s| s.version),
+                    state,
+                    dirty: false,
+                    partition: None,
+                };
+                (id, cached)
+            })
+            .collect())
     }
 
     async fn load<'c>(
