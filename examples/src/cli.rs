@@ -1,9 +1,11 @@
 //! Flags shared by the separate-process programs; each also reads its environment variable.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use order_fsm::{Dwell, LoadLevel};
+use order_fsm::{Dwell, Lifecycle, LoadLevel};
 use order_fsm_kafka::{provision_topics, KafkaConfig, KafkaError};
+use order_fsm_postgres::{PostgresBuilder, PostgresError, PostgresStore};
 
 use crate::load::{Pace, Sending};
 
@@ -156,6 +158,70 @@ impl DwellArgs {
         match self.load {
             Some(level) => Dwell::Load(level),
             None => Dwell::Fixed(Duration::from_millis(self.dwell_ms)),
+        }
+    }
+}
+
+/// Where orders are kept durably.
+#[derive(clap::Args, Clone, Default)]
+pub struct StoreArgs {
+    /// Keep orders in PostgreSQL (`postgres://user:password@host:port/database`): workers
+    /// write each batch's states there (instead of the Kafka state topic) and restore the
+    /// partitions they are assigned from it; the intake answers reads from it. Default: the
+    /// state topic, and the intake's read model.
+    #[arg(
+        long = "store",
+        env = "ORDER_FSM_STORE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub url: Option<String>,
+}
+
+impl std::fmt::Debug for StoreArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self
+            .url
+            .as_ref()
+            .map(|u| order_fsm_postgres::PostgresConfig::new(u.clone()).redacted_url());
+        f.debug_struct("StoreArgs").field("url", &url).finish()
+    }
+}
+
+impl StoreArgs {
+    /// The PostgreSQL store when `--store` names one (connected, schema migrated), retrying
+    /// an unreachable server for `wait` like the Kafka start-up does.
+    ///
+    /// # Errors
+    /// A `--store` that is not a `postgres://` URL, a malformed one, or a server still
+    /// unreachable after `wait`.
+    pub async fn postgres(
+        &self,
+        lifecycle: &Arc<Lifecycle>,
+        wait: Duration,
+    ) -> Result<Option<PostgresStore>, PostgresError> {
+        let Some(url) = &self.url else {
+            return Ok(None);
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(PostgresError::Config {
+                reason: "--store takes a postgres:// URL (the only store besides the default)"
+                    .into(),
+            });
+        }
+        let deadline = Instant::now() + wait;
+        loop {
+            match PostgresBuilder::new(url.clone())
+                .build(Arc::clone(lifecycle))
+                .await
+            {
+                Ok(store) => return Ok(Some(store)),
+                Err(e) if e.is_retryable() && Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "store not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
 }

@@ -61,7 +61,7 @@ fn args() -> Args {
 /// Every version (1..=5) of `orders` fresh orders: `versions[v - 1][i]` is order i at v.
 fn lifecycles(engine: &Engine, orders: usize) -> Vec<Vec<OrderState>> {
     let at = Timestamp::from_micros(1_700_000_000_000_000);
-    let mut versions = vec![Vec::with_capacity(orders); 5];
+    let mut versions: Vec<Vec<OrderState>> = (0..5).map(|_| Vec::with_capacity(orders)).collect();
     for _ in 0..orders {
         let mut state = engine.place(OrderId::random(), Purchase::example().into(), at);
         versions[0].push(state.clone());

@@ -1,13 +1,14 @@
 //! The intake process: the gRPC order service and an HTTP gateway (`POST /orders`,
 //! `POST /orders/batch`, `GET /orders/{id}`), placing orders on Kafka and answering reads
-//! from a read model that follows the transitions topic.
+//! from a read model that follows the transitions topic, or, with `--store postgres://...`,
+//! from the PostgreSQL rows the workers write (watch streams still follow the topic).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
-use order_fsm::{Lifecycle, MemoryStore};
-use order_fsm_examples::cli::{self, KafkaArgs};
+use order_fsm::{Lifecycle, MemoryStore, OrderStore};
+use order_fsm_examples::cli::{self, KafkaArgs, StoreArgs};
 use order_fsm_examples::followers::{Followers, READ_MODEL_FINISHED};
 use order_fsm_examples::http;
 use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
@@ -29,6 +30,8 @@ struct Args {
     /// HTTP address.
     #[arg(long, env = "ORDER_FSM_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
+    #[command(flatten)]
+    store: StoreArgs,
 }
 
 #[tokio::main]
@@ -42,7 +45,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         commands = commands.with_backlog_limit(&kafka, limit)?;
     }
     let commands = Arc::new(commands);
-    let store = Arc::new(MemoryStore::new());
+    let read_model = Arc::new(MemoryStore::new());
+    let wait = std::time::Duration::from_secs(args.kafka.kafka_wait_secs);
+    let store: Arc<dyn OrderStore> = match args.store.postgres(&lifecycle, wait).await? {
+        Some(postgres) => {
+            eprintln!("intake: reads from PostgreSQL at {}", postgres.target());
+            Arc::new(postgres)
+        }
+        None => read_model.clone(),
+    };
     let hub = WatchHub::default();
 
     let stop = CancellationToken::new();
@@ -51,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     followers.spawn_read_model(
         &kafka,
         &lifecycle,
-        store.clone(),
+        read_model,
         hub.clone(),
         READ_MODEL_FINISHED,
     )?;

@@ -3,6 +3,10 @@
 //! partitions it is assigned from the state topic, so workers may join, leave or crash at
 //! any time.
 //!
+//! With `--store postgres://...` the orders live in PostgreSQL instead of the state topic:
+//! each batch's new states are one statement there, and a partition's new owner restores
+//! its live orders with one query; the intake reads the same rows.
+//!
 //! With `--es-url` / `--smtp-url` it also runs the Elasticsearch and mail followers of the
 //! transitions topic (as the `follower` program does): each on its own consumer group, out
 //! of the workers' acknowledgement path, so a slow or down destination never holds up orders.
@@ -11,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
-use order_fsm::{Lifecycle, Runner};
-use order_fsm_examples::cli::{self, DwellArgs, KafkaArgs};
+use order_fsm::{Lifecycle, Runner, StateLog};
+use order_fsm_examples::cli::{self, DwellArgs, KafkaArgs, StoreArgs};
 use order_fsm_examples::followers::DestinationArgs;
 use order_fsm_kafka::{KafkaDeadLetterSink, KafkaSource, KafkaStateLog, KafkaTransitionSink};
 
@@ -25,6 +29,8 @@ struct Args {
     dwell: DwellArgs,
     #[command(flatten)]
     destinations: DestinationArgs,
+    #[command(flatten)]
+    store: StoreArgs,
     /// Runner workers (parallel orders) in this process.
     #[arg(long, default_value_t = 8)]
     workers: usize,
@@ -40,12 +46,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let args = Args::parse();
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let kafka = args.kafka.provisioned_config().await?;
+    let wait = Duration::from_secs(args.kafka.kafka_wait_secs);
+    let state_log: Arc<dyn StateLog> = match args.store.postgres(&lifecycle, wait).await? {
+        Some(postgres) => {
+            eprintln!("worker: orders in PostgreSQL at {}", postgres.target());
+            Arc::new(postgres)
+        }
+        None => Arc::new(KafkaStateLog::new(&kafka, Arc::clone(&lifecycle))?),
+    };
     let (followers, elastic) = args.destinations.start(&kafka, &lifecycle).await?;
     let mut runner = Runner::builder(Arc::clone(&lifecycle))
-        .state_log(Arc::new(KafkaStateLog::new(
-            &kafka,
-            Arc::clone(&lifecycle),
-        )?))
+        .state_log(state_log)
         .retention(Some(Duration::from_secs(args.retention_secs)))
         // The acknowledgement path: the state log and the transitions topic, nothing else.
         .sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
