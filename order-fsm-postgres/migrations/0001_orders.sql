@@ -12,8 +12,10 @@ CREATE TABLE IF NOT EXISTS order_fsm_orders (
     purchase        jsonb       NOT NULL,
     history         jsonb       NOT NULL DEFAULT '[]',
     rejected        jsonb       NOT NULL DEFAULT '[]',
-    -- The source partition whose owner keeps the order live (state-log use); NULL once the
-    -- order was forgotten by its runner (finished and past retention) or never owned.
+    -- The source (e.g. commands topic) and partition whose owner keeps the order live
+    -- (state-log use); the partition is NULL once the order was forgotten by its runner
+    -- (finished and past retention) or was never owned.
+    source          text,
     source_partition integer,
     -- Transition records of versions up to this one were published (state-log use).
     published_up_to bigint      NOT NULL DEFAULT 0
@@ -24,5 +26,6 @@ CREATE INDEX IF NOT EXISTS order_fsm_orders_status ON order_fsm_orders (status, 
 
 -- A partition's live orders, what a new owner restores, oldest change first: an order's dwell
 -- timer is due at updated_at + the dwell of its state, so "due before T" is a range of this index.
-CREATE INDEX IF NOT EXISTS order_fsm_orders_live ON order_fsm_orders (source_partition, updated_at)
+CREATE INDEX IF NOT EXISTS order_fsm_orders_live
+    ON order_fsm_orders (source, source_partition, updated_at)
     WHERE source_partition IS NOT NULL;

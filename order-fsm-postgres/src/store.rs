@@ -46,15 +46,16 @@ WHERE i.order_id NOT IN (SELECT order_id FROM written)";
 /// A state-log append: the owner's write wins unless the row already holds a newer version
 /// (a stale writer can never move an order back).
 const APPEND: &str = "INSERT INTO order_fsm_orders (order_id, version, status, placed_by,
-    created_at, updated_at, purchase, history, rejected, source_partition, published_up_to)
+    created_at, updated_at, purchase, history, rejected, source, source_partition,
+    published_up_to)
 SELECT order_id, version, status, placed_by, created_at, updated_at, purchase, history,
-       rejected, source_partition, published_up_to
+       rejected, $13, source_partition, published_up_to
 FROM {INPUT}
 ON CONFLICT (order_id) DO UPDATE
 SET version = EXCLUDED.version, status = EXCLUDED.status, placed_by = EXCLUDED.placed_by,
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
     purchase = EXCLUDED.purchase, history = EXCLUDED.history, rejected = EXCLUDED.rejected,
-    source_partition = EXCLUDED.source_partition,
+    source = EXCLUDED.source, source_partition = EXCLUDED.source_partition,
     published_up_to = GREATEST(order_fsm_orders.published_up_to, EXCLUDED.published_up_to)
 WHERE order_fsm_orders.version <= EXCLUDED.version";
 
@@ -73,6 +74,7 @@ pub struct PostgresStore {
     pool: Pool,
     lifecycle: Arc<Lifecycle>,
     target: Arc<str>,
+    source: Arc<str>,
     compare_and_set_sql: Arc<str>,
     append_sql: Arc<str>,
 }
@@ -92,9 +94,24 @@ impl PostgresStore {
             pool,
             lifecycle,
             target: target.into(),
+            source: Arc::from(""),
             compare_and_set_sql: COMPARE_AND_SET.replace("{INPUT}", INPUT).into(),
             append_sql: APPEND.replace("{INPUT}", INPUT).into(),
         }
+    }
+
+    /// The same store, its state-log role scoped to `source` (the commands topic its runner
+    /// consumes): partitions of different sources sharing one database never mix in
+    /// restores. Default: the empty name.
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = Arc::from(source.into());
+        self
+    }
+
+    /// The source the state-log role is scoped to.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// `user@host:port/database` (never the password).
@@ -276,8 +293,10 @@ impl StateLog for PostgresStore {
             );
         }
         debug_assert_eq!(batch.len(), changes.len());
-        self.query("append", &self.append_sql, &batch.params())
-            .await?;
+        let source: &str = &self.source;
+        let mut params = batch.params().to_vec();
+        params.push(&source);
+        self.query("append", &self.append_sql, &params).await?;
         Ok(())
     }
 
@@ -286,8 +305,8 @@ impl StateLog for PostgresStore {
         self.query(
             "forget",
             "UPDATE order_fsm_orders SET source_partition = NULL
-             WHERE source_partition = $1 AND order_id = ANY($2)",
-            &[&partition, &ids],
+             WHERE source = $3 AND source_partition = $1 AND order_id = ANY($2)",
+            &[&partition, &ids, &&*self.source],
         )
         .await?;
         Ok(())
@@ -295,10 +314,12 @@ impl StateLog for PostgresStore {
 
     async fn restore(&self, partition: i32) -> Result<Vec<StateChange>, Error> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM order_fsm_orders WHERE source_partition = $1
+            "SELECT {COLUMNS} FROM order_fsm_orders WHERE source = $2 AND source_partition = $1
              ORDER BY updated_at"
         );
-        let rows = self.query("restore", &sql, &[&partition]).await?;
+        let rows = self
+            .query("restore", &sql, &[&partition, &&*self.source])
+            .await?;
         rows.iter().map(|row| self.decode(row, partition)).collect()
     }
 
@@ -306,8 +327,8 @@ impl StateLog for PostgresStore {
         self.query(
             "release",
             "UPDATE order_fsm_orders SET published_up_to = version
-             WHERE source_partition = $1 AND published_up_to < version",
-            &[&partition],
+             WHERE source = $2 AND source_partition = $1 AND published_up_to < version",
+            &[&partition, &&*self.source],
         )
         .await?;
         Ok(())

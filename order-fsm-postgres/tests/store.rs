@@ -145,8 +145,9 @@ async fn a_batch_writes_what_matches_and_names_a_conflict() {
 async fn the_state_log_restores_a_partitions_live_orders_only() {
     let Some(store) = store().await else { return };
     let engine = engine();
-    // Partition numbers unique to this run, so a shared database holds no others.
-    let p = (OrderId::random().shard_key() % 1_000_000) as i32 + 1_000;
+    // A source of this run's own, so a shared database holds no other orders of it.
+    let store = store.with_source(format!("test-{}", OrderId::random()));
+    let p = 3;
     let (a, b, other) = (placed(&engine), placed(&engine), placed(&engine));
     let a2 = advanced(&engine, &a, "moved");
     let change = |partition, state: &OrderState, published_up_to| StateChange {
@@ -162,9 +163,20 @@ async fn the_state_log_restores_a_partitions_live_orders_only() {
     // A stale writer (an old owner) cannot move an order back.
     store.append(&[change(p, &a, 0)]).await.expect("append");
 
+    let other_source = store
+        .clone()
+        .with_source(format!("other-{}", OrderId::random()));
+    other_source
+        .append(&[change(p, &placed(&engine), 0)])
+        .await
+        .expect("append");
     let mut restored = store.restore(p).await.expect("restore");
     restored.sort_by_key(|c| c.state.version);
-    assert_eq!(restored.len(), 2, "only partition {p}'s orders");
+    assert_eq!(
+        restored.len(),
+        2,
+        "only this source's partition {p}'s orders"
+    );
     assert_eq!(restored[0].state, b);
     assert_eq!(
         restored[1].state, a2,

@@ -50,7 +50,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let state_log: Arc<dyn StateLog> = match args.store.postgres(&lifecycle, wait).await? {
         Some(postgres) => {
             eprintln!("worker: orders in PostgreSQL at {}", postgres.target());
-            Arc::new(postgres)
+            // Partitions are numbered per topic: scope the restores to ours.
+            Arc::new(postgres.with_source(kafka.commands_topic()))
         }
         None => Arc::new(KafkaStateLog::new(&kafka, Arc::clone(&lifecycle))?),
     };
