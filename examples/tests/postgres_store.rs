@@ -29,7 +29,13 @@ impl Ids {
     }
 }
 
+/// A connection for the test's own queries, the schema migrated first (the workers may not
+/// have started yet on a fresh database).
 async fn connect(url: &str) -> tokio_postgres::Client {
+    order_fsm_postgres::PostgresBuilder::new(url)
+        .build(std::sync::Arc::new(order_fsm::Lifecycle::ecommerce()))
+        .await
+        .expect("migrate the schema");
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .expect("connect to PostgreSQL");
