@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 use order_fsm::{
     Command, Dwell, Engine, Event, Lifecycle, MemoryQueue, MemoryStore, OrderId, OrderState,
-    OrderStore, Purchase, Runner, StateChange, StateRecord, Timestamp,
+    OrderStore, Purchase, Runner, StateRecord, Timestamp,
 };
 use order_fsm_postgres::{PostgresBuilder, PostgresConfig};
 use tokio_postgres::types::ToSql;
@@ -168,14 +168,7 @@ async fn raw_upsert(
     let (mut created, mut updated) = (Vec::new(), Vec::new());
     let (mut purchase, mut history, mut rejected) = (Vec::new(), Vec::new(), Vec::new());
     for (_, s) in rows {
-        let record = StateRecord::of_change(
-            lifecycle,
-            &StateChange {
-                partition: 0,
-                state: s.clone(),
-                published_up_to: 0,
-            },
-        );
+        let record = StateRecord::of_state(lifecycle, s, 0);
         id.push(Uuid::from_u128(s.id.as_u128()));
         version.push(s.version as i64);
         status.push(lifecycle.state_name(s.status));

@@ -71,14 +71,7 @@ impl Batch {
         source_partition: Option<i32>,
         published_up_to: u64,
     ) {
-        let record = StateRecord::of_change(
-            lifecycle,
-            &StateChange {
-                partition: source_partition.unwrap_or_default(),
-                state: state.clone(),
-                published_up_to,
-            },
-        );
+        let record = StateRecord::of_state(lifecycle, state, published_up_to);
         self.order_id.push(Uuid::from_u128(state.id.as_u128()));
         self.expected.push(to_i64(expected));
         self.version.push(to_i64(state.version));

@@ -271,7 +271,12 @@ pub struct HistoryRecord {
 impl StateRecord {
     /// The wire form of `change`.
     pub fn of_change(lifecycle: &Lifecycle, change: &StateChange) -> Self {
-        let state = &change.state;
+        Self::of_state(lifecycle, &change.state, change.published_up_to)
+    }
+
+    /// The wire form of `state`, published up to `published_up_to` (see
+    /// [`StateChange::published_up_to`]), without building a [`StateChange`].
+    pub fn of_state(lifecycle: &Lifecycle, state: &OrderState, published_up_to: u64) -> Self {
         Self {
             order_id: state.id,
             version: state.version,
@@ -292,7 +297,7 @@ impl StateRecord {
                 })
                 .collect(),
             rejected: state.rejected.clone(),
-            published_up_to: change.published_up_to,
+            published_up_to,
         }
     }
 
