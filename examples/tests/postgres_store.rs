@@ -177,11 +177,25 @@ async fn two_workers_sharing_postgres_lose_nothing_when_one_is_killed() {
         assert_eq!((version, history), (5, 4), "placed + four transitions each");
     }
 
-    // The transitions topic: every (order, version) once in content, none missing.
+    // The transitions topic: every (order, version) once in content, none missing. A
+    // worker acknowledges after the database and then the topic, so the topic may still be
+    // catching up with the database here: wait until it holds every order's five versions.
     let (b, topic) = (brokers.clone(), config.transitions_topic().to_owned());
+    let wanted = 5 * ORDERS;
     let records = tokio::task::spawn_blocking(move || {
-        let all = topic_records(&b, &topic) as usize;
-        read_transitions(&b, &topic, all)
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let all = topic_records(&b, &topic) as usize;
+            let records = read_transitions(&b, &topic, all);
+            let distinct: std::collections::HashSet<(OrderId, u64)> = records
+                .iter()
+                .map(|l| (l.record.order_id, l.record.version))
+                .collect();
+            if distinct.len() >= wanted || Instant::now() > deadline {
+                break records;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
     })
     .await
     .unwrap();
