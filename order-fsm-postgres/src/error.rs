@@ -19,7 +19,7 @@ pub enum PostgresError {
     },
     /// The server could not be reached or refused the connection (down, restarting, wrong
     /// address, too many connections). Retrying later may help.
-    #[error("PostgreSQL at {target} unreachable: {source}")]
+    #[error("PostgreSQL at {target} unreachable: {}", with_causes(.source.as_ref()))]
     Unreachable {
         /// `user@host:port/database`, without password.
         target: String,
@@ -71,6 +71,21 @@ impl PostgresError {
             Self::Config { .. } | Self::Decode { .. } => false,
         }
     }
+}
+
+/// `error` followed by its causes (the pool's and client's messages alone, "error connecting
+/// to server", do not say that the connection was refused or timed out).
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(e) = cause {
+        let next = e.to_string();
+        if !text.ends_with(&next) {
+            text = format!("{text}: {next}");
+        }
+        cause = e.source();
+    }
+    text
 }
 
 /// The server's own words for a database error (`tokio_postgres` prints only "db error"),

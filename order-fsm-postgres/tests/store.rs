@@ -262,6 +262,10 @@ async fn a_bad_connection_string_names_what_is_wrong_without_the_password() {
     );
     assert!(unreachable.is_retryable());
     assert!(text.contains("shop@127.0.0.1:1/orders"), "{text}");
+    assert!(
+        text.contains("refused"),
+        "says the connection was refused: {text}"
+    );
     assert!(!text.contains("hunter2"), "password leaked: {text}");
 
     let malformed = PostgresBuilder::new("postgres://shop:hunter2@127.0.0.1:port/orders")
