@@ -29,7 +29,7 @@ pub(crate) const INPUT: &str = "UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $
 /// statement with twelve parameters, whatever its size.
 #[derive(Default)]
 pub(crate) struct Batch {
-    pub(crate) order_id: Vec<Uuid>,
+    order_id: Vec<Uuid>,
     expected: Vec<i64>,
     version: Vec<i64>,
     status: Vec<&'static str>,
@@ -85,10 +85,6 @@ impl Batch {
         self.rejected.push(Json(record.rejected));
         self.source_partition.push(source_partition);
         self.published_up_to.push(to_i64(published_up_to));
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.order_id.len()
     }
 
     /// The twelve parameters of [`INPUT`].

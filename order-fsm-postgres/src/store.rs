@@ -75,6 +75,7 @@ pub struct PostgresStore {
     lifecycle: Arc<Lifecycle>,
     target: Arc<str>,
     source: Arc<str>,
+    get_many_sql: Arc<str>,
     compare_and_set_sql: Arc<str>,
     append_sql: Arc<str>,
 }
@@ -95,6 +96,10 @@ impl PostgresStore {
             lifecycle,
             target: target.into(),
             source: Arc::from(""),
+            get_many_sql: format!(
+                "SELECT {COLUMNS} FROM order_fsm_orders WHERE order_id = ANY($1)"
+            )
+            .into(),
             compare_and_set_sql: COMPARE_AND_SET.replace("{INPUT}", INPUT).into(),
             append_sql: APPEND.replace("{INPUT}", INPUT).into(),
         }
@@ -167,11 +172,7 @@ fn uuid(id: OrderId) -> Uuid {
 #[async_trait]
 impl OrderStore for PostgresStore {
     async fn get(&self, id: OrderId) -> Result<Option<OrderState>, Error> {
-        let sql = format!("SELECT {COLUMNS} FROM order_fsm_orders WHERE order_id = $1");
-        let rows = self.query("get", &sql, &[&uuid(id)]).await?;
-        rows.first()
-            .map(|row| self.decode(row, 0).map(|c| c.state))
-            .transpose()
+        Ok(self.get_many(&[id]).await?.pop().flatten())
     }
 
     /// One query for all of `ids`.
@@ -180,8 +181,7 @@ impl OrderStore for PostgresStore {
             return Ok(Vec::new());
         }
         let wanted: Vec<Uuid> = ids.iter().copied().map(uuid).collect();
-        let sql = format!("SELECT {COLUMNS} FROM order_fsm_orders WHERE order_id = ANY($1)");
-        let rows = self.query("get", &sql, &[&wanted]).await?;
+        let rows = self.query("get", &self.get_many_sql, &[&wanted]).await?;
         let mut found = std::collections::HashMap::with_capacity(rows.len());
         for row in &rows {
             let state = self.decode(row, 0)?.state;
@@ -292,7 +292,6 @@ impl StateLog for PostgresStore {
                 change.published_up_to,
             );
         }
-        debug_assert_eq!(batch.len(), changes.len());
         let source: &str = &self.source;
         let mut params = batch.params().to_vec();
         params.push(&source);
