@@ -47,6 +47,7 @@ mod follower;
 mod producer;
 mod source;
 mod topics;
+mod watchdog;
 
 pub use changelog::KafkaStateLog;
 pub use codec::{CommandCodec, JsonCodec};

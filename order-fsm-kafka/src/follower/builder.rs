@@ -6,7 +6,8 @@ use std::time::Duration;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 
 use super::lag::{FollowerProgress, LagMeter};
-use super::KafkaFollower;
+use super::{Assigned, KafkaFollower};
+use crate::watchdog::{self, Signals};
 use crate::{KafkaConfig, KafkaDeadLetterSink, KafkaError};
 
 /// Where a follower whose group has no committed offsets starts reading.
@@ -113,6 +114,23 @@ impl FollowerBuilder {
         let consumer: Arc<StreamConsumer> = Arc::new(client.create()?);
         let topic = self.config.transitions_topic().to_owned();
         consumer.subscribe(&[&topic])?;
+        let signals = Arc::new(Signals::default());
+        if self.commits && self.start == StartFrom::Earliest {
+            // An ephemeral follower commits nothing and is alone in its group; without
+            // committed offsets a `Latest` follower's backlog is not `high - low`: neither
+            // can tell an unserved partition from a quiet one.
+            let assigned = Assigned {
+                consumer: Arc::downgrade(&consumer),
+                topic: topic.clone(),
+            };
+            watchdog::spawn(
+                &self.config,
+                &group,
+                &topic,
+                Arc::new(assigned),
+                Arc::clone(&signals),
+            )?;
+        }
         let lag = LagMeter::new(
             Arc::clone(&consumer),
             topic.clone(),
@@ -130,6 +148,7 @@ impl FollowerBuilder {
             batch_wait: self.batch_wait,
             commits: self.commits,
             lag,
+            signals,
         })
     }
 }

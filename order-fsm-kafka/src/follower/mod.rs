@@ -7,8 +7,9 @@ mod lag;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
 
 use order_fsm::{Error, TransitionRecord, TransitionSink};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -19,6 +20,7 @@ pub use builder::{FollowerBuilder, StartFrom};
 pub use lag::FollowerProgress;
 use lag::LagMeter;
 
+use crate::watchdog::{Reading, Signals, REJOIN_WAIT};
 use crate::{KafkaDeadLetterSink, KafkaError};
 
 /// Reads the transitions topic with its own consumer group and drives a [`TransitionSink`].
@@ -35,6 +37,11 @@ use crate::{KafkaDeadLetterSink, KafkaError};
 /// - **Bad records**: an undecodable record goes to the dead-letter topic with its reason
 ///   and the follower goes on. A fatal sink error ends [`run`](Self::run) with that error,
 ///   its batch uncommitted.
+/// - **Unserved partitions**: like the source, a follower that starts from the earliest
+///   record and commits watches its group's committed offsets; partitions with records waiting that no member of the group reads for
+///   [`KafkaConfig::stall_timeout`](crate::KafkaConfig::stall_timeout) make it re-join the
+///   group (logged at `warn`). A follower killed and restarted on tansu 0.6.0 needs it: the
+///   coordinator can answer the newcomer with the dead member's stale assignment.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -62,6 +69,30 @@ pub struct KafkaFollower {
     batch_wait: Duration,
     commits: bool,
     lag: LagMeter,
+    signals: Arc<Signals>,
+}
+
+impl Drop for KafkaFollower {
+    fn drop(&mut self) {
+        self.signals.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// What a follower reads: the partitions assigned to its consumer.
+pub(crate) struct Assigned {
+    pub(crate) consumer: Weak<StreamConsumer>,
+    pub(crate) topic: String,
+}
+
+impl Reading for Assigned {
+    fn reading(&self, partition: i32, _committed: i64) -> bool {
+        let Some(consumer) = self.consumer.upgrade() else {
+            return false;
+        };
+        consumer
+            .assignment()
+            .is_ok_and(|assigned| assigned.find_partition(&self.topic, partition).is_some())
+    }
 }
 
 impl std::fmt::Debug for KafkaFollower {
@@ -129,7 +160,9 @@ impl KafkaFollower {
         tokio::pin!(shutdown);
         let mut delivered: HashMap<i32, i64> = HashMap::new();
         let mut tick = tokio::time::interval(IDLE_TICK);
+        let mut rejoining = None;
         loop {
+            self.rejoin_if_asked(&delivered, &mut rejoining);
             let first = tokio::select! {
                 () = &mut shutdown => break,
                 _ = tick.tick() => {
@@ -164,6 +197,27 @@ impl KafkaFollower {
             retries: progress.retries(),
             dead_lettered: progress.dead_lettered(),
         })
+    }
+
+    /// Leaves the group when the watchdog asks (committing what was delivered), and
+    /// subscribes again once the assignment was given up (or after [`REJOIN_WAIT`]).
+    fn rejoin_if_asked(&self, delivered: &HashMap<i32, i64>, rejoining: &mut Option<Instant>) {
+        if self.signals.rejoin.swap(false, Ordering::AcqRel) && rejoining.is_none() {
+            self.commit(delivered, CommitMode::Sync);
+            self.consumer.unsubscribe();
+            *rejoining = Some(Instant::now());
+        }
+        let Some(since) = *rejoining else {
+            return;
+        };
+        let released = self.consumer.assignment().map_or(true, |a| a.count() == 0);
+        if released || since.elapsed() >= REJOIN_WAIT {
+            *rejoining = None;
+            match self.consumer.subscribe(&[&self.topic]) {
+                Ok(()) => tracing::info!(follower = %self.name, "re-joined the consumer group"),
+                Err(e) => tracing::warn!(follower = %self.name, error = %e, "re-join failed"),
+            }
+        }
     }
 
     /// Adds one consumed message to `batch` (decoded, or dead-lettered when it cannot be).

@@ -2,7 +2,6 @@
 
 mod poller;
 mod tracker;
-mod watchdog;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,10 +14,10 @@ use order_fsm::{CommandSource, Envelope, Error, SourceEvent};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::mpsc;
 
+use crate::watchdog::{self, Signals};
 use crate::{CommandCodec, JsonCodec, KafkaConfig, KafkaDeadLetterSink, KafkaError};
 use poller::{Delivered, Item, Poller, SourceContext};
-use tracker::Tracker;
-use watchdog::Signals;
+pub(crate) use tracker::Tracker;
 
 /// Batches of messages buffered between the polling thread and [`CommandSource::next`].
 const HANDOVER_BATCHES: usize = 8;
@@ -113,7 +112,13 @@ impl KafkaSource {
         consumer.subscribe(&[config.commands_topic()])?;
         let stop = Arc::new(AtomicBool::new(false));
         let signals = Arc::new(Signals::default());
-        watchdog::spawn(config, Arc::clone(&tracker), Arc::clone(&signals))?;
+        watchdog::spawn(
+            config,
+            config.group(),
+            config.commands_topic(),
+            Arc::clone(&tracker) as _,
+            Arc::clone(&signals),
+        )?;
         let poller = Poller {
             consumer,
             tracker: Arc::clone(&tracker),

@@ -14,15 +14,11 @@ use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 
 use super::tracker::{Ticket, Tracker};
-use super::watchdog::Signals;
+use crate::watchdog::{Signals, REJOIN_WAIT};
 use crate::{CommandCodec, KafkaDeadLetterSink, KafkaError};
 
 /// Most messages handed over at once.
 const MAX_HANDOVER: usize = 512;
-
-/// Longest wait, in a re-join, for the old assignment to be given up before subscribing
-/// again.
-const REJOIN_WAIT: Duration = Duration::from_secs(10);
 
 /// What the polling thread hands over, in consumer order.
 #[derive(Debug)]

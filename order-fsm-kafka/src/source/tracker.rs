@@ -16,7 +16,7 @@ struct Partition {
 
 /// Shared between the polling thread (deliveries, rebalances, commits) and the acks.
 #[derive(Debug, Default)]
-pub(super) struct Tracker {
+pub(crate) struct Tracker {
     partitions: Mutex<HashMap<i32, Partition>>,
     generations: AtomicU64,
     /// Bumped at every revocation; items tagged with the current epoch are still owned.
@@ -140,15 +140,6 @@ impl Tracker {
         out
     }
 
-    /// Whether this consumer owns `partition` and has read it past `committed` (so it is
-    /// working on it, however slowly).
-    pub(super) fn reading(&self, partition: i32, committed: i64) -> bool {
-        self.lock().get(&partition).is_some_and(|track| {
-            track.pending.back().is_some_and(|&(o, _)| o >= committed)
-                || track.done_up_to.is_some_and(|o| o > committed)
-        })
-    }
-
     /// Forgets that `offsets` were committed (the commit failed), so they are tried again.
     pub(super) fn uncommit(&self, offsets: &[(i32, i64)]) {
         let mut map = self.lock();
@@ -159,6 +150,17 @@ impl Tracker {
                 }
             }
         }
+    }
+}
+
+impl crate::watchdog::Reading for Tracker {
+    /// Whether this consumer owns `partition` and has read it past `committed` (so it is
+    /// working on it, however slowly).
+    fn reading(&self, partition: i32, committed: i64) -> bool {
+        self.lock().get(&partition).is_some_and(|track| {
+            track.pending.back().is_some_and(|&(o, _)| o >= committed)
+                || track.done_up_to.is_some_and(|o| o > committed)
+        })
     }
 }
 

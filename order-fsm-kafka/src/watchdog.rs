@@ -1,15 +1,16 @@
-//! Notices partitions of the commands topic that nobody serves and asks the polling thread
-//! to re-join the group.
+//! Notices partitions of a group's topic that nobody serves and asks the group's member
+//! (the source's polling thread, or a follower) to re-join the group.
 //!
-//! A consumer group can be left with partitions that hold unprocessed commands while no
+//! A consumer group can be left with partitions that hold unread records while no
 //! member reads them: after a broker stall (the coordinator expired every session while it
 //! was paused, and the members' rejoin did not complete), or when a coordinator answers
 //! `SyncGroup` with a stale assignment (tansu 0.6.0 after a member's session expired). No
 //! librdkafka setting ends that; a new generation does. So a thread of each source watches,
 //! for every partition, the high watermark and the group's committed offset; a partition
 //! with commands past its committed offset that stood still for the stall timeout, and that
-//! this source is not reading, is stalled, and the source re-joins. A member that is merely
-//! slow still commits; one that is restoring is reading (its partitions do not count).
+//! this member is not reading, is stalled, and the member re-joins. A member that is merely
+//! slow still commits; one that is restoring, or whose destination is down, is reading (its
+//! partitions do not count).
 //!
 //! Until the partitions move again, the watchdog also commits their committed offsets once
 //! more, a no-op for the offsets. tansu 0.6.0 needs it: when a lone leader's session expires
@@ -27,33 +28,41 @@ use std::time::{Duration, Instant};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::TopicPartitionList;
 
-use super::tracker::Tracker;
 use crate::{KafkaConfig, KafkaError};
 
 /// How often the offsets are looked at.
 const CHECK_EVERY: Duration = Duration::from_secs(2);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait, in a re-join, for the old assignment to be given up before subscribing
+/// again.
+pub(crate) const REJOIN_WAIT: Duration = Duration::from_secs(10);
 
-/// Flags shared by the watchdog thread and the polling thread.
+/// Flags shared by the watchdog thread and the member it watches for.
 #[derive(Debug, Default)]
-pub(super) struct Signals {
-    /// Set by the watchdog; taken by the polling thread, which re-joins.
-    pub(super) rejoin: AtomicBool,
-    /// Set when the source is dropped; the watchdog thread ends.
-    pub(super) stop: AtomicBool,
+pub(crate) struct Signals {
+    /// Set by the watchdog; taken by the member, which re-joins.
+    pub(crate) rejoin: AtomicBool,
+    /// Set when the member is dropped; the watchdog thread ends.
+    pub(crate) stop: AtomicBool,
 }
 
-/// Starts the watchdog of `config`'s commands topic; it ends when `signals.stop` is set.
-pub(super) fn spawn(
+/// What the watched member reads right now.
+pub(crate) trait Reading: Send + Sync + 'static {
+    /// Whether this member reads `partition`, whose group offset is `committed`.
+    fn reading(&self, partition: i32, committed: i64) -> bool;
+}
+
+/// Starts the watchdog of `topic` for the member of `group` that `reading` describes; it
+/// ends when `signals.stop` is set.
+pub(crate) fn spawn(
     config: &KafkaConfig,
-    tracker: Arc<Tracker>,
+    group: &str,
+    topic: &str,
+    reading: Arc<dyn Reading>,
     signals: Arc<Signals>,
 ) -> Result<(), KafkaError> {
-    let consumer: BaseConsumer = config
-        .reader_config(&[])
-        .set("group.id", config.group())
-        .create()?;
-    let topic = config.commands_topic().to_owned();
+    let consumer: BaseConsumer = config.reader_config(&[]).set("group.id", group).create()?;
+    let topic = topic.to_owned();
     // Members of one group notice a stall at about the same time; spread their re-joins so
     // that one new generation usually suffices.
     let jitter =
@@ -67,18 +76,18 @@ pub(super) fn spawn(
             while !signals.stop.load(Ordering::Relaxed) {
                 match offsets(&consumer, &topic) {
                     Ok(offsets) => {
-                        let stalled = watch.update(&offsets, &tracker, stall_timeout);
+                        let stalled = watch.update(&offsets, &*reading, stall_timeout);
                         if !stalled.is_empty() {
                             tracing::warn!(
                                 ?stalled,
                                 stall_secs = stall_timeout.as_secs(),
-                                "partitions with commands nobody is processing; re-joining the group"
+                                "partitions with records nobody is reading; re-joining the group"
                             );
                             signals.rejoin.store(true, Ordering::Release);
                             nudge_until = Some(Instant::now() + stall_timeout);
                         }
                         if nudge_until.is_some_and(|until| Instant::now() < until) {
-                            nudge(&consumer, &topic, &offsets, &tracker);
+                            nudge(&consumer, &topic, &offsets, &*reading);
                         }
                     }
                     Err(e) => tracing::debug!(error = %e, "offsets not read"),
@@ -90,17 +99,17 @@ pub(super) fn spawn(
     Ok(())
 }
 
-/// Commits again the committed offsets of the partitions with commands waiting that this
-/// source does not read (see the module documentation).
+/// Commits again the committed offsets of the partitions with records waiting that this
+/// member does not read (see the module documentation).
 fn nudge(
     consumer: &BaseConsumer,
     topic: &str,
     offsets: &HashMap<i32, (i64, i64)>,
-    tracker: &Tracker,
+    reading: &dyn Reading,
 ) {
     let mut list = TopicPartitionList::new();
     for (&p, &(high, committed)) in offsets {
-        if high > committed && !tracker.reading(p, committed) {
+        if high > committed && !reading.reading(p, committed) {
             let _ = list.add_partition_offset(topic, p, rdkafka::Offset::Offset(committed));
         }
     }
@@ -137,7 +146,7 @@ fn offsets(consumer: &BaseConsumer, topic: &str) -> Result<HashMap<i32, (i64, i6
     Ok(out)
 }
 
-/// Since when each partition's committed offset stood still with commands waiting.
+/// Since when each partition's committed offset stood still with records waiting.
 #[derive(Debug, Default)]
 struct Watch {
     since: HashMap<i32, (i64, Instant)>,
@@ -153,14 +162,14 @@ impl Watch {
     fn update(
         &mut self,
         offsets: &HashMap<i32, (i64, i64)>,
-        tracker: &Tracker,
+        reading: &dyn Reading,
         timeout: Duration,
     ) -> Vec<i32> {
         let now = Instant::now();
         let timeout = timeout * (1 << self.rejoins.min(4));
         let (mut stalled, mut standing) = (Vec::new(), false);
         for (&p, &(high, committed)) in offsets {
-            let waiting = high > committed && !tracker.reading(p, committed);
+            let waiting = high > committed && !reading.reading(p, committed);
             match self.since.get(&p) {
                 Some(&(seen, since)) if waiting && seen == committed => {
                     standing = true;
@@ -190,14 +199,21 @@ impl Watch {
 mod tests {
     use super::*;
 
+    /// A member that reads a fixed set of partitions.
+    struct Reads(Vec<i32>);
+
+    impl Reading for Reads {
+        fn reading(&self, partition: i32, _: i64) -> bool {
+            self.0.contains(&partition)
+        }
+    }
+
     #[test]
     fn a_partition_is_stalled_only_when_it_waits_unread_and_still() {
-        let tracker = Tracker::default();
+        let tracker = Reads(vec![2]);
         let mut watch = Watch::default();
         let timeout = Duration::from_millis(30);
         // Partition 0 waits and nobody reads it; 1 is caught up; 2 waits but is read here.
-        tracker.assign([2]);
-        let _ticket = tracker.deliver(2, 5);
         let offsets = HashMap::from([(0, (10, 4)), (1, (7, 7)), (2, (9, 5))]);
         assert!(watch.update(&offsets, &tracker, timeout).is_empty());
         std::thread::sleep(timeout);
