@@ -17,6 +17,7 @@ mod source;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod throttle;
 
 pub use changelog::{HistoryRecord, MemoryStateLog, StateChange, StateLog, StateRecord};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -34,6 +35,7 @@ pub use runner::{
 pub use sink::{DeadLetterSink, FanOut, MetricsSink, RetryPolicy, Retrying, TransitionSink};
 pub use source::{Ack, CommandSink, CommandSource, Envelope, SourceEvent};
 pub use store::{ListQuery, OrderStore};
+pub use throttle::Throttle;
 
 /// Handles of [`Lifecycle::ecommerce`]'s states and events, valid only for that lifecycle.
 pub mod ecommerce {
