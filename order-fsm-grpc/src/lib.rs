@@ -55,6 +55,7 @@ mod deadline;
 mod error;
 mod server;
 mod service;
+mod undecodable;
 mod views;
 mod watch;
 

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_reflection::server::{v1, v1alpha};
+use tower::util::MapResponseLayer;
 
 use crate::proto::order_service_server::OrderServiceServer;
 use crate::service::Service;
@@ -155,6 +156,7 @@ impl OrderServiceBuilder {
         };
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         server
+            .layer(MapResponseLayer::new(crate::undecodable::relabel))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
