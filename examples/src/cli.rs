@@ -225,3 +225,32 @@ impl StoreArgs {
         }
     }
 }
+
+/// The HTTP listener's limits against slow and idle clients (see [`crate::http::HttpEdge`]).
+#[derive(clap::Args, Debug, Clone)]
+pub struct HttpEdgeArgs {
+    /// Seconds a client has to send a request's head, and that an idle keep-alive
+    /// connection stays open.
+    #[arg(long, env = "ORDER_FSM_HTTP_HEAD_TIMEOUT_SECS", default_value_t = 10)]
+    pub http_head_timeout_secs: u64,
+    /// Seconds a whole request (body included) may take before it is answered `408`.
+    #[arg(
+        long,
+        env = "ORDER_FSM_HTTP_REQUEST_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub http_request_timeout_secs: u64,
+    /// Most HTTP connections open at once; more wait in the kernel's accept queue.
+    #[arg(long, env = "ORDER_FSM_HTTP_MAX_CONNECTIONS", default_value_t = 1_024)]
+    pub http_max_connections: usize,
+}
+
+impl HttpEdgeArgs {
+    /// The limits these flags describe.
+    pub fn edge(&self) -> crate::http::HttpEdge {
+        crate::http::HttpEdge::default()
+            .with_head_timeout(Duration::from_secs(self.http_head_timeout_secs.max(1)))
+            .with_request_timeout(Duration::from_secs(self.http_request_timeout_secs.max(1)))
+            .with_max_connections(self.http_max_connections)
+    }
+}

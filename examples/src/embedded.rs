@@ -311,8 +311,8 @@ async fn start_intake(
         Intake::Http => {
             let app = crate::http::router(Arc::clone(lifecycle), commands, store);
             tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app)
-                    .with_graceful_shutdown(shutdown)
+                if let Err(e) = crate::http::HttpEdge::default()
+                    .serve(listener, app, shutdown)
                     .await
                 {
                     tracing::error!(error = %e, "HTTP intake stopped");

@@ -131,6 +131,9 @@ impl IntoResponse for ApiError {
             None => json!({ "error": message, "field": field }),
         };
         let mut response = (status, Json(body)).into_response();
+        if let Some(field) = field {
+            response.extensions_mut().insert(edge::RejectedField(field));
+        }
         if let Some(wait) = retry_after {
             let headers = response.headers_mut();
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
@@ -302,6 +305,10 @@ async fn read(
     }))
     .into_response())
 }
+
+mod edge;
+
+pub use edge::HttpEdge;
 
 #[cfg(test)]
 mod tests;

@@ -47,9 +47,10 @@ impl TlsIdentity {
 pub struct ServerConfig {
     /// Where [`crate::OrderServiceBuilder::serve`] listens (default `127.0.0.1:50051`).
     pub addr: SocketAddr,
-    /// Largest request message accepted, in bytes (default 4 MiB: a `PlaceOrders` call of
-    /// 1,000 typical placements is about 200 KiB); a larger one fails with `OUT_OF_RANGE`
-    /// before it is decoded.
+    /// Largest request message accepted, in bytes (default
+    /// [`order_fsm::intake::MAX_REQUEST_BYTES`], 4 MiB, the HTTP gateway's body limit too: a
+    /// `PlaceOrders` call of 1,000 typical placements is about 200 KiB); a larger one fails
+    /// with `OUT_OF_RANGE` before it is decoded.
     pub max_request_bytes: usize,
     /// Largest response message sent, in bytes (default 4 MiB).
     pub max_response_bytes: usize,
@@ -70,13 +71,17 @@ pub struct ServerConfig {
     pub watch_poll_interval: Duration,
     /// Serve TLS with this identity (default: plaintext).
     pub tls: Option<TlsIdentity>,
+    /// Serve server reflection (`grpc.reflection.v1` and `v1alpha`), which tools such as
+    /// grpcurl use to discover the service (default on). Turn it off to not describe the
+    /// API to whoever reaches the port.
+    pub reflection: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
-            max_request_bytes: 4 * 1024 * 1024,
+            max_request_bytes: order_fsm::intake::MAX_REQUEST_BYTES,
             max_response_bytes: 4 * 1024 * 1024,
             request_timeout: Some(Duration::from_secs(30)),
             concurrency_limit_per_connection: None,
@@ -85,14 +90,16 @@ impl Default for ServerConfig {
             cancel_event: "cancel".into(),
             watch_poll_interval: Duration::from_millis(500),
             tls: None,
+            reflection: true,
         }
     }
 }
 
 impl ServerConfig {
     /// The defaults, overridden by `ORDER_FSM_GRPC_ADDR`, `ORDER_FSM_GRPC_MAX_REQUEST_BYTES`,
-    /// `ORDER_FSM_GRPC_REQUEST_TIMEOUT_MS` and, together, `ORDER_FSM_GRPC_TLS_CERT` /
-    /// `ORDER_FSM_GRPC_TLS_KEY` (PEM file paths).
+    /// `ORDER_FSM_GRPC_REQUEST_TIMEOUT_MS`, `ORDER_FSM_GRPC_REFLECTION` (`false` turns
+    /// reflection off) and, together, `ORDER_FSM_GRPC_TLS_CERT` / `ORDER_FSM_GRPC_TLS_KEY`
+    /// (PEM file paths).
     ///
     /// # Errors
     /// [`Error::Config`] for an unparsable value, [`Error::Io`] for unreadable TLS files.
@@ -113,6 +120,11 @@ impl ServerConfig {
                 .parse()
                 .map_err(|_| bad("ORDER_FSM_GRPC_REQUEST_TIMEOUT_MS", &v))?;
             config.request_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        if let Some(v) = var("ORDER_FSM_GRPC_REFLECTION") {
+            config.reflection = v
+                .parse()
+                .map_err(|_| bad("ORDER_FSM_GRPC_REFLECTION", &v))?;
         }
         match (
             var("ORDER_FSM_GRPC_TLS_CERT"),
@@ -189,6 +201,13 @@ impl ServerConfig {
     #[must_use]
     pub fn with_tls(mut self, identity: TlsIdentity) -> Self {
         self.tls = Some(identity);
+        self
+    }
+
+    /// Serves server reflection, or not.
+    #[must_use]
+    pub fn with_reflection(mut self, on: bool) -> Self {
+        self.reflection = on;
         self
     }
 

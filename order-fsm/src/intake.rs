@@ -48,6 +48,11 @@ use crate::{
 /// Most placements one batch call (`PlaceOrders`, `POST /orders/batch`) may carry.
 pub const MAX_PLACEMENTS_PER_CALL: usize = 1_000;
 
+/// Largest request either API accepts, in bytes: a gRPC message (`OUT_OF_RANGE` beyond it)
+/// or an HTTP body (`413`). A batch of [`MAX_PLACEMENTS_PER_CALL`] purchases with every
+/// field at its longest ASCII length (about 2.5 MB in either encoding) fits.
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
 /// Namespace of the UUID v5 ids derived from idempotency keys (do not change: ids derived
 /// from a key must stay the same across versions).
 const KEY_NAMESPACE: Uuid = Uuid::from_u128(0x6f72_6465_722d_6673_6d2d_6772_7063_0001);

@@ -31,7 +31,12 @@ struct Args {
     #[arg(long, env = "ORDER_FSM_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
     #[command(flatten)]
+    http_edge: cli::HttpEdgeArgs,
+    #[command(flatten)]
     store: StoreArgs,
+    /// Do not serve gRPC server reflection (on by default, for grpcurl-style tools).
+    #[arg(long, env = "ORDER_FSM_GRPC_NO_REFLECTION")]
+    no_reflection: bool,
 }
 
 #[tokio::main]
@@ -70,16 +75,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .with_commands(commands.clone())
         .with_store(store.clone())
         .with_watch_hub(hub)
-        .with_config(ServerConfig::default().with_addr(args.grpc_addr));
+        .with_config(
+            ServerConfig::default()
+                .with_addr(args.grpc_addr)
+                .with_reflection(!args.no_reflection),
+        );
     let grpc = tokio::spawn(grpc.serve(stop.clone().cancelled_owned()));
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
     let app = http::router(lifecycle, commands, store);
     let http_stop = stop.clone().cancelled_owned();
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(http_stop)
-            .await
-    });
+    let edge = args.http_edge.edge();
+    let http = tokio::spawn(async move { edge.serve(listener, app, http_stop).await });
     eprintln!(
         "intake: gRPC on {}, HTTP on {}",
         args.grpc_addr, args.http_addr

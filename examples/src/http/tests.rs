@@ -14,7 +14,12 @@ async fn serve_http(queue: &MemoryQueue, store: Arc<MemoryStore>) -> String {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    tokio::spawn(async move {
+        HttpEdge::default()
+            .serve(listener, app, std::future::pending())
+            .await
+            .unwrap()
+    });
     url
 }
 

@@ -1,0 +1,364 @@
+//! The HTTP listener's edge: what a slow, idle or hostile client meets before and around
+//! the routes. One place for the gateway's connection-level and request-level limits:
+//!
+//! | limit | default | answer |
+//! |---|---|---|
+//! | request head (start line and headers) read within | 10 s | connection closed |
+//! | idle keep-alive connection closed after | 10 s (the head timeout: waiting for the next request is reading its head) | connection closed |
+//! | whole request (body included) answered within | 30 s | `408` |
+//! | open connections | 1,024 (more wait in the kernel's accept queue) | - |
+//! | request body | [`MAX_REQUEST_BYTES`] (the gRPC limit too) | `413` |
+//! | request head | 16 KiB | `431` |
+//!
+//! Every answer of `400` and above is logged at `warn` (method, route, status, the field
+//! at fault; never a body or a header value), at most 10 lines a second with a count of
+//! the lines left out.
+//!
+//! Only HTTP/1.1: the gateway is for scripts and backends; gRPC is the HTTP/2 API.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use order_fsm::intake::MAX_REQUEST_BYTES;
+use order_fsm::Throttle;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower_http::timeout::TimeoutLayer;
+
+/// The HTTP listener's limits (see the module documentation for what each one answers).
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HttpEdge {
+    /// Longest wait for a request's head, and for the next request on an idle connection.
+    pub head_timeout: Duration,
+    /// Longest a request may take, its body included.
+    pub request_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+}
+
+impl Default for HttpEdge {
+    fn default() -> Self {
+        Self {
+            head_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections: 1_024,
+        }
+    }
+}
+
+impl HttpEdge {
+    /// Sets the head (and idle) timeout.
+    #[must_use]
+    pub fn with_head_timeout(mut self, timeout: Duration) -> Self {
+        self.head_timeout = timeout;
+        self
+    }
+
+    /// Sets the whole-request timeout.
+    #[must_use]
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Sets the most connections open at once (at least one).
+    #[must_use]
+    pub fn with_max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections.max(1);
+        self
+    }
+
+    /// `app` with the request-level limits and the rejection log around it.
+    pub fn wrap(&self, app: Router) -> Router {
+        let throttle = Arc::new(Throttle::per_second(10));
+        app.layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+            .layer(axum::middleware::from_fn(move |request, next| {
+                log_rejection(Arc::clone(&throttle), request, next)
+            }))
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                self.request_timeout,
+            ))
+    }
+
+    /// Serves `app` (wrapped by [`Self::wrap`]) on `listener` until `shutdown` completes,
+    /// then stops accepting and waits for the requests in flight (idle connections close
+    /// at once).
+    ///
+    /// # Errors
+    /// Never for a client's misbehaviour (that only closes its connection); the signature
+    /// leaves room for listener failures.
+    pub async fn serve(
+        &self,
+        listener: TcpListener,
+        app: Router,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let app = self.wrap(app);
+        let permits = Arc::new(Semaphore::new(self.max_connections));
+        let graceful = GracefulShutdown::new();
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.head_timeout)
+            .max_header_size(MAX_HEAD_BYTES);
+        tokio::pin!(shutdown);
+        loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                permit = Arc::clone(&permits).acquire_owned() => {
+                    permit.expect("the semaphore is never closed")
+                }
+            };
+            let stream = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors, say: back off instead of spinning.
+                        tracing::warn!(error = %e, "http: accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let _ = stream.set_nodelay(true);
+            let service = TowerToHyperService::new(app.clone());
+            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "http: connection ended with an error");
+                }
+                drop(permit);
+            });
+        }
+        drop(listener);
+        graceful.shutdown().await;
+        Ok(())
+    }
+}
+
+/// Largest request head; hyper answers `431` beyond it.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// What a handler knew about a rejection, for the log line (the error's field).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct RejectedField(pub(crate) &'static str);
+
+async fn log_rejection(throttle: Arc<Throttle>, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "(no route)".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        if let Some(suppressed) = throttle.admit() {
+            let field = response.extensions().get::<RejectedField>().map(|f| f.0);
+            tracing::warn!(
+                %method, %route, status = status.as_u16(), field, suppressed,
+                "http: request rejected"
+            );
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use order_fsm::{Lifecycle, MemoryQueue, MemoryStore};
+
+    /// The gateway with `edge` on a loopback port.
+    async fn serve(edge: HttpEdge) -> std::net::SocketAddr {
+        let app = crate::http::router(
+            Arc::new(Lifecycle::ecommerce()),
+            Arc::new(MemoryQueue::new()),
+            Arc::new(MemoryStore::new()),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { edge.serve(listener, app, std::future::pending()).await });
+        addr
+    }
+
+    /// Reads until the server closes the connection (or `limit` passes); what it sent and
+    /// how long it took to close, `None` if it did not.
+    async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> (String, Option<Duration>) {
+        let start = Instant::now();
+        let mut received = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            match tokio::time::timeout_at((start + limit).into(), stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    return (
+                        String::from_utf8_lossy(&received).into(),
+                        Some(start.elapsed()),
+                    )
+                }
+                Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+                Err(_) => return (String::from_utf8_lossy(&received).into(), None),
+            }
+        }
+    }
+
+    fn quick() -> HttpEdge {
+        HttpEdge::default()
+            .with_head_timeout(Duration::from_millis(500))
+            .with_request_timeout(Duration::from_millis(800))
+    }
+
+    #[tokio::test]
+    async fn a_client_dribbling_its_head_is_cut_off() {
+        let addr = serve(quick()).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /orders/x HTTP/1.1\r\nHost: a\r\n")
+            .await
+            .unwrap();
+        let (_, closed) = read_to_close(&mut slow, Duration::from_secs(10)).await;
+        let closed = closed.expect("the connection was still open after 10 s");
+        assert!(
+            closed >= Duration::from_millis(400),
+            "closed after {closed:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_idle_keep_alive_connection_is_closed() {
+        let addr = serve(quick()).await;
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        let id = order_fsm::OrderId::random();
+        let request = format!("GET /orders/{id} HTTP/1.1\r\nHost: a\r\n\r\n");
+        idle.write_all(request.as_bytes()).await.unwrap();
+        let (answer, closed) = read_to_close(&mut idle, Duration::from_secs(10)).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+        assert!(
+            closed.is_some(),
+            "the idle connection was still open after 10 s"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_that_never_arrives_is_answered_408() {
+        let addr = serve(quick()).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        let head = "POST /orders HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\n\
+                    Content-Length: 500\r\n\r\n{\"product\":";
+        slow.write_all(head.as_bytes()).await.unwrap();
+        let (answer, closed) = read_to_close(&mut slow, Duration::from_secs(10)).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+        assert!(closed.is_some());
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_limit_wait_for_a_free_one() {
+        let addr = serve(
+            HttpEdge::default()
+                .with_max_connections(1)
+                .with_head_timeout(Duration::from_secs(30)),
+        )
+        .await;
+        let holder = TcpStream::connect(addr).await.unwrap();
+        // Let the server accept the holder before the second connection arrives.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let id = order_fsm::OrderId::random();
+        let request = format!("GET /orders/{id} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        second.write_all(request.as_bytes()).await.unwrap();
+        let (answer, _) = read_to_close(&mut second, Duration::from_millis(500)).await;
+        assert_eq!(
+            answer, "",
+            "answered while the only connection slot was taken"
+        );
+        drop(holder);
+        let (answer, closed) = read_to_close(&mut second, Duration::from_secs(10)).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{answer:?}");
+        assert!(closed.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_request_head_over_16_kib_is_431() {
+        let addr = serve(quick()).await;
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let big = "x".repeat(20 * 1024);
+        let request = format!("GET /orders/1 HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n");
+        let _ = client.write_all(request.as_bytes()).await;
+        let (answer, _) = read_to_close(&mut client, Duration::from_secs(10)).await;
+        assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
+    }
+
+    /// A log writer into a shared buffer.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn rejections_are_logged_without_customer_data_and_rate_limited() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let addr = serve(quick()).await;
+        let http = reqwest::Client::new();
+        let mut bad = serde_json::to_value(order_fsm::Purchase::example()).unwrap();
+        bad["customer_email"] = "secret-person@example.org".into();
+        bad["price"] = "-1.00".into();
+        for _ in 0..30 {
+            let answer = http
+                .post(format!("http://{addr}/orders"))
+                .json(&bad)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 400);
+        }
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("request rejected"))
+            .collect();
+        assert!(!lines.is_empty(), "no rejection logged: {log}");
+        assert!(lines.len() <= 20, "not rate-limited: {} lines", lines.len());
+        let first = lines[0];
+        for expected in [
+            "WARN",
+            "route=/orders",
+            "status=400",
+            "field=\"price\"",
+            "method=POST",
+        ] {
+            assert!(first.contains(expected), "{expected} missing from {first}");
+        }
+        assert!(
+            !log.contains("secret-person"),
+            "customer data in the log: {log}"
+        );
+    }
+}
