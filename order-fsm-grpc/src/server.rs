@@ -18,8 +18,9 @@ use crate::{proto, Error, ServerConfig, WatchHub};
 
 /// Configures and runs the gRPC server: `order_fsm.v1.OrderService`, the standard health
 /// service (`grpc.health.v1.Health`, reporting `SERVING` for the order service until
-/// shutdown) and server reflection (`grpc.reflection.v1` and the older
-/// `grpc.reflection.v1alpha`, for grpcio-reflection and older grpcurl).
+/// shutdown) and, unless [`ServerConfig::reflection`] is off, server reflection
+/// (`grpc.reflection.v1` and the older `grpc.reflection.v1alpha`, for grpcio-reflection and
+/// older grpcurl).
 ///
 /// # Shutdown
 /// When the shutdown future completes, health turns `NOT_SERVING`, open `WatchOrder`
@@ -137,7 +138,13 @@ impl OrderServiceBuilder {
 
         let (health, health_service) = tonic_health::server::health_reporter();
         health.set_serving::<OrderServiceServer<Service>>().await;
-        let (reflection_v1, reflection_v1alpha) = reflection()?;
+        let (reflection_v1, reflection_v1alpha) = match config.reflection {
+            true => {
+                let (v1, v1alpha) = reflection()?;
+                (Some(v1), Some(v1alpha))
+            }
+            false => (None, None),
+        };
 
         let mut server = Server::builder();
         if let Some(limit) = config.concurrency_limit_per_connection {
@@ -158,8 +165,8 @@ impl OrderServiceBuilder {
         server
             .layer(MapResponseLayer::new(crate::undecodable::relabel))
             .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
+            .add_optional_service(reflection_v1)
+            .add_optional_service(reflection_v1alpha)
             .add_service(orders)
             .serve_with_incoming_shutdown(incoming, signal)
             .await?;

@@ -67,3 +67,33 @@ async fn reflection_lists_and_describes_the_service() {
     assert!(!files.file_descriptor_proto.is_empty());
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_can_be_turned_off() {
+    let h = Harness::start(Options {
+        config: order_fsm_grpc::ServerConfig::default().with_reflection(false),
+        ..Options::default()
+    })
+    .await;
+    let mut reflection = ServerReflectionClient::new(channel(&h).await);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let status = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), tonic::Code::Unimplemented, "{status:?}");
+    // The order service itself still answers.
+    let mut health = HealthClient::new(channel(&h).await);
+    let reply = health
+        .check(HealthCheckRequest {
+            service: order_fsm_grpc::proto::SERVICE_NAME.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.status(), ServingStatus::Serving);
+    h.stop().await;
+}
