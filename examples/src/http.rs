@@ -22,10 +22,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use order_fsm::intake::{BatchError, EventRequest, Intake, PlaceRequest, Placed};
-use order_fsm::{
-    CommandSink, Engine, Error, Lifecycle, OrderId, OrderStore, Purchase, TransitionRecord,
-};
+use order_fsm::intake::{BatchError, EventRequest, Intake, Placed};
+use order_fsm::{CommandSink, Engine, Error, Lifecycle, OrderId, OrderStore, TransitionRecord};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -67,17 +65,24 @@ pub fn router(
 /// An error as JSON, with the status a client can act on; `index` names the purchase of a
 /// batch it is about, `event` the event being applied.
 struct ApiError {
-    error: Error,
+    /// Boxed: handlers return `Result<_, ApiError>` on every path.
+    error: Box<Error>,
     index: Option<usize>,
     event: Option<String>,
+    /// Overrides the status the error maps to (`415` for a body that is not JSON).
+    status: Option<StatusCode>,
+    /// The field at fault as a path in the body, when the error itself does not name it.
+    field_path: Option<String>,
 }
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         Self {
-            error,
+            error: Box::new(error),
             index: None,
             event: None,
+            status: None,
+            field_path: None,
         }
     }
 }
@@ -85,16 +90,15 @@ impl From<Error> for ApiError {
 impl From<BatchError> for ApiError {
     fn from(BatchError { index, error }: BatchError) -> Self {
         Self {
-            error,
             index,
-            event: None,
+            ..Self::from(error)
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = match &self.error {
+        let status = self.status.unwrap_or(match &*self.error {
             Error::InvalidField { .. } | Error::Decode { .. } | Error::UnknownEvent { .. } => {
                 StatusCode::BAD_REQUEST
             }
@@ -109,19 +113,23 @@ impl IntoResponse for ApiError {
             Error::Unavailable { .. } | Error::Closed(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        });
         // Back-pressure: `Retry-After` in whole seconds (at least 1), and in milliseconds.
-        let retry_after = match &self.error {
+        let retry_after = match &*self.error {
             Error::Overloaded { retry_after, .. } => Some(*retry_after),
             _ => None,
         };
-        let field = match &self.error {
+        let field = match &*self.error {
             Error::InvalidField { field, .. } => Some(*field),
             Error::UnknownEvent { .. } => Some("event"),
             Error::IdempotencyKeyReused { .. } => Some("idempotency_key"),
             _ => None,
         };
-        let message = order_fsm::intake::message(&self.error, self.event.as_deref());
+        let field = self.field_path.or(field.map(str::to_owned));
+        let message = strict::bounded(order_fsm::intake::message(
+            &self.error,
+            self.event.as_deref(),
+        ));
         let body = match self.index {
             Some(index) => json!({
                 "error": format!("orders[{index}]: {message}"),
@@ -146,32 +154,6 @@ impl IntoResponse for ApiError {
 
 /// Header of a 429 answer: milliseconds to wait before retrying (finer than `Retry-After`).
 pub const RETRY_AFTER_MS: &str = order_fsm_grpc::RETRY_AFTER_MS;
-
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8], what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| {
-        ApiError::from(Error::Decode {
-            reason: format!("body is not {what}: {e}"),
-        })
-    })
-}
-
-/// A purchase as the body carries it: the purchase's fields, plus an optional key.
-#[derive(Deserialize)]
-struct KeyedPurchase {
-    #[serde(flatten)]
-    purchase: Purchase,
-    #[serde(default)]
-    idempotency_key: Option<String>,
-}
-
-impl From<KeyedPurchase> for PlaceRequest {
-    fn from(p: KeyedPurchase) -> Self {
-        Self {
-            purchase: p.purchase,
-            idempotency_key: p.idempotency_key,
-        }
-    }
-}
 
 /// The body of `POST /orders/{id}/events`.
 #[derive(Deserialize)]
@@ -217,7 +199,8 @@ async fn place(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let mut request = PlaceRequest::from(decode::<KeyedPurchase>(&body, "a purchase")?);
+    strict::json_content_type(&headers)?;
+    let mut request = strict::place_request(strict::parse(&body)?)?;
     request.idempotency_key = key(&headers, request.idempotency_key)?;
     let placed = gateway.intake.place(request).await?;
     let status = if placed.already_existed {
@@ -230,10 +213,28 @@ async fn place(
 
 async fn place_batch(
     State(gateway): State<Arc<Gateway>>,
+    headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let purchases: Vec<KeyedPurchase> = decode(&body, "an array of purchases")?;
-    let requests = purchases.into_iter().map(PlaceRequest::from).collect();
+    strict::json_content_type(&headers)?;
+    let Value::Array(items) = strict::parse(&body)? else {
+        return Err(Error::Decode {
+            reason: "the body is not an array of purchases".into(),
+        }
+        .into());
+    };
+    order_fsm::intake::check_batch(items.len())?;
+    let at = |index: usize| {
+        move |e: ApiError| ApiError {
+            index: Some(index),
+            ..e
+        }
+    };
+    let requests = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| strict::place_request(item).map_err(at(i)))
+        .collect::<Result<_, _>>()?;
     let placed = gateway.intake.place_many(requests).await?;
     let orders: Vec<_> = placed
         .iter()
@@ -249,7 +250,10 @@ async fn apply_event(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     let order_id: OrderId = id.parse()?;
-    let body: EventBody = decode(&body, "an event")?;
+    strict::json_content_type(&headers)?;
+    let value = strict::parse(&body)?;
+    strict::object(&value, strict::EVENT_FIELDS, "an event", "")?;
+    let body: EventBody = strict::read(value, "an event")?;
     let request = EventRequest {
         order_id,
         idempotency_key: key(&headers, body.idempotency_key)?,
@@ -263,9 +267,8 @@ async fn apply_event(
         .apply(request)
         .await
         .map_err(|error| ApiError {
-            error,
-            index: None,
             event: Some(event),
+            ..ApiError::from(error)
         })?;
     let lifecycle = &gateway.lifecycle;
     let status = if accepted.already_applied {
@@ -307,8 +310,10 @@ async fn read(
 }
 
 mod edge;
+mod strict;
 
 pub use edge::HttpEdge;
+pub use strict::MAX_MESSAGE_CHARS;
 
 #[cfg(test)]
 mod tests;

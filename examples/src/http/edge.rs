@@ -151,8 +151,8 @@ impl HttpEdge {
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 /// What a handler knew about a rejection, for the log line (the error's field).
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct RejectedField(pub(crate) &'static str);
+#[derive(Clone, Debug)]
+pub(crate) struct RejectedField(pub(crate) String);
 
 async fn log_rejection(throttle: Arc<Throttle>, request: Request, next: Next) -> Response {
     let method = request.method().clone();
@@ -164,7 +164,10 @@ async fn log_rejection(throttle: Arc<Throttle>, request: Request, next: Next) ->
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
         if let Some(suppressed) = throttle.admit() {
-            let field = response.extensions().get::<RejectedField>().map(|f| f.0);
+            let field = response
+                .extensions()
+                .get::<RejectedField>()
+                .map(|f| f.0.as_str());
             tracing::warn!(
                 %method, %route, status = status.as_u16(), field, suppressed,
                 "http: request rejected"

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use super::*;
-use order_fsm::{MemoryQueue, MemorySink, MemoryStore, Runner};
+use order_fsm::{MemoryQueue, MemorySink, MemoryStore, Purchase, Runner};
 use order_fsm_grpc::{EventOptions, OrderClient, OrderServiceBuilder, ServerConfig};
 use serde_json::Value;
 
@@ -334,4 +334,184 @@ async fn single_orders_and_reads_name_what_is_wrong() {
     assert_eq!(get(format!("{url}/orders/nope")).await.as_u16(), 400);
     let unknown = OrderId::random();
     assert_eq!(get(format!("{url}/orders/{unknown}")).await.as_u16(), 404);
+}
+
+/// `POST` of raw `body` bytes declared as `content_type`.
+async fn post_raw(url: &str, content_type: &str, body: Vec<u8>) -> (StatusCode, Value, usize) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = StatusCode::from_u16(response.status().as_u16()).unwrap();
+    let bytes = response.bytes().await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap(), bytes.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_strict_json_and_refusals_are_bounded_and_name_the_field() {
+    let (url, queue) = serve().await;
+    let orders = format!("{url}/orders");
+    let good = serde_json::to_value(Purchase::example()).unwrap();
+    let good_bytes = serde_json::to_vec(&good).unwrap();
+
+    // Not declared as JSON (a cross-site form, say): 415, nothing placed.
+    for content_type in ["text/plain", "application/x-www-form-urlencoded"] {
+        let (status, body, _) = post_raw(&orders, content_type, good_bytes.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type}: {body}"
+        );
+    }
+    let (status, _, _) = post_raw(&orders, "application/json; charset=utf-8", good_bytes).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "a charset parameter is fine");
+
+    // A purchase as a positional array.
+    let fields = ["product", "price", "payment_gateway", "card_brand", "bank"];
+    let positional = Value::Array(fields.iter().map(|f| good[f].clone()).collect());
+    let (status, body) = post(&orders, &positional).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("JSON object"),
+        "{body}"
+    );
+
+    // Prices: only the canonical decimal string.
+    for price in [
+        json!(12.5),
+        json!(12),
+        json!(" 1.00"),
+        json!("-0.00"),
+        json!("1.5"),
+    ] {
+        let mut bad = good.clone();
+        bad["price"] = price.clone();
+        let (status, body) = post(&orders, &bad).await;
+        assert_eq!(
+            (status, &body["field"]),
+            (StatusCode::BAD_REQUEST, &json!("price")),
+            "{price}: {body}"
+        );
+    }
+
+    // A misspelt field is named, not ignored.
+    let mut misspelt = good.clone();
+    misspelt["prise"] = json!("1.00");
+    let (status, body) = post(&orders, &misspelt).await;
+    assert_eq!(
+        (status, &body["field"]),
+        (StatusCode::BAD_REQUEST, &json!("prise"))
+    );
+
+    // A megabyte of wrong-typed value: named, and not echoed back.
+    let mut huge = good.clone();
+    huge["quantity"] = json!("9".repeat(1_000_000));
+    let body = serde_json::to_vec(&huge).unwrap();
+    let (status, answer, len) = post_raw(&orders, "application/json", body).await;
+    assert_eq!(
+        (status, &answer["field"]),
+        (StatusCode::BAD_REQUEST, &json!("quantity"))
+    );
+    assert!(len < 1_000, "a {len}-byte answer: {answer}");
+    assert!(answer["error"].as_str().unwrap().chars().count() <= MAX_MESSAGE_CHARS);
+
+    // In a batch: the purchase's index and its field.
+    let mut bad = good.clone();
+    bad["price"] = json!(3.5);
+    let batch = json!([good.clone(), good.clone(), bad]);
+    let (status, body) = post(&format!("{url}/orders/batch"), &batch).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        (&body["index"], &body["field"]),
+        (&json!(2), &json!("price"))
+    );
+
+    // Events: objects of known fields only.
+    let id = OrderId::random();
+    let events = format!("{url}/orders/{id}/events");
+    let (status, body) = post(&events, &json!({"event": "ship", "force": true})).await;
+    assert_eq!(
+        (status, &body["field"]),
+        (StatusCode::BAD_REQUEST, &json!("force"))
+    );
+    let (status, body) = post(
+        &events,
+        &json!({"event": "ship", "expected_version": "two"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["field"]),
+        (StatusCode::BAD_REQUEST, &json!("expected_version"))
+    );
+    assert_eq!(queue.pending(), 1, "only the well-formed order was placed");
+}
+
+/// A purchase with every text field at its longest (ASCII).
+fn longest_purchase(n: usize) -> Purchase {
+    let max = order_fsm::MAX_FIELD_CHARS;
+    let text = |c: char| c.to_string().repeat(max);
+    let mut p = Purchase::example();
+    p.product = text('p');
+    p.payment_gateway = text('g');
+    p.card_brand = text('c');
+    p.bank = text('b');
+    p.region = text('r');
+    p.shipping_address = "a".repeat(2 * max);
+    let domain = "@example.com";
+    let local = format!("{n}-{}", "e".repeat(64));
+    p.customer_email = format!(
+        "{local}{}{domain}",
+        "x".repeat(max - local.len() - domain.len())
+    );
+    p.category = Some(text('k'));
+    p.price = "99999999.99".parse().unwrap();
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_largest_batch_fits_both_apis_alike() {
+    let both = BothApis::start().await;
+    let purchases: Vec<Purchase> = (0..MAX_BATCH).map(longest_purchase).collect();
+    purchases[0].validate().expect("a valid purchase");
+    let json = serde_json::to_vec(&purchases).unwrap();
+    assert!(
+        json.len() > 2_000_000,
+        "{} bytes: not the largest batch",
+        json.len()
+    );
+    assert!(json.len() < order_fsm::intake::MAX_REQUEST_BYTES);
+
+    let (status, body, _) = post_raw(
+        &format!("{}/orders/batch", both.http),
+        "application/json",
+        json,
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "HTTP refused it: {body}");
+    let placed = both
+        .grpc
+        .place_orders(&purchases)
+        .await
+        .expect("gRPC refused it");
+    assert_eq!(placed.len(), MAX_BATCH);
+
+    // One purchase more is refused by both, naming the same field.
+    let mut more = purchases.clone();
+    more.push(longest_purchase(MAX_BATCH));
+    let json = serde_json::to_vec(&more).unwrap();
+    let (status, body, _) = post_raw(
+        &format!("{}/orders/batch", both.http),
+        "application/json",
+        json,
+    )
+    .await;
+    assert_eq!(
+        (status, &body["field"]),
+        (StatusCode::BAD_REQUEST, &json!("orders"))
+    );
+    let refused = both.grpc.place_orders(&more).await.unwrap_err();
+    assert!(grpc_message(refused).contains("orders"));
 }
