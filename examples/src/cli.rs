@@ -226,31 +226,42 @@ impl StoreArgs {
     }
 }
 
-/// The HTTP listener's limits against slow and idle clients (see [`crate::http::HttpEdge`]).
+/// The intake listeners' limits against slow, idle and too many clients (see
+/// [`crate::http::HttpEdge`] and [`order_fsm_grpc::ServerConfig`]).
 #[derive(clap::Args, Debug, Clone)]
-pub struct HttpEdgeArgs {
-    /// Seconds a client has to send a request's head, and that an idle keep-alive
-    /// connection stays open.
-    #[arg(long, env = "ORDER_FSM_HTTP_HEAD_TIMEOUT_SECS", default_value_t = 10)]
-    pub http_head_timeout_secs: u64,
-    /// Seconds a whole request (body included) may take before it is answered `408`.
+pub struct EdgeArgs {
+    /// Seconds a client has to send a request's head (HTTP), or its first bytes (gRPC);
+    /// also how long an idle HTTP keep-alive connection stays open.
+    #[arg(long, env = "ORDER_FSM_HEAD_TIMEOUT_SECS", default_value_t = 10)]
+    pub head_timeout_secs: u64,
+    /// Seconds a whole HTTP request (body included) may take before it is answered `408`.
     #[arg(
         long,
         env = "ORDER_FSM_HTTP_REQUEST_TIMEOUT_SECS",
         default_value_t = 30
     )]
     pub http_request_timeout_secs: u64,
-    /// Most HTTP connections open at once; more wait in the kernel's accept queue.
-    #[arg(long, env = "ORDER_FSM_HTTP_MAX_CONNECTIONS", default_value_t = 1_024)]
-    pub http_max_connections: usize,
+    /// Most connections open at once on each listener; more wait in the kernel's accept
+    /// queue.
+    #[arg(long, env = "ORDER_FSM_MAX_CONNECTIONS", default_value_t = 1_024)]
+    pub max_connections: usize,
 }
 
-impl HttpEdgeArgs {
-    /// The limits these flags describe.
-    pub fn edge(&self) -> crate::http::HttpEdge {
+impl EdgeArgs {
+    fn head_timeout(&self) -> Duration {
+        Duration::from_secs(self.head_timeout_secs.max(1))
+    }
+
+    /// The HTTP listener's limits.
+    pub fn http(&self) -> crate::http::HttpEdge {
         crate::http::HttpEdge::default()
-            .with_head_timeout(Duration::from_secs(self.http_head_timeout_secs.max(1)))
+            .with_head_timeout(self.head_timeout())
             .with_request_timeout(Duration::from_secs(self.http_request_timeout_secs.max(1)))
-            .with_max_connections(self.http_max_connections)
+            .with_max_connections(self.max_connections)
+    }
+
+    /// `config` with the gRPC listener's limits.
+    pub fn grpc(&self, config: order_fsm_grpc::ServerConfig) -> order_fsm_grpc::ServerConfig {
+        config.with_connection_limits(self.max_connections.max(1), self.head_timeout())
     }
 }

@@ -75,6 +75,15 @@ pub struct ServerConfig {
     /// grpcurl use to discover the service (default on). Turn it off to not describe the
     /// API to whoever reaches the port.
     pub reflection: bool,
+    /// Most connections open at once (default 1,024); more wait in the kernel's accept
+    /// queue.
+    pub max_connections: usize,
+    /// Longest wait for a new connection's first bytes (the HTTP/2 preface or a TLS hello;
+    /// default 10 s): a client that connects and says nothing is closed.
+    pub handshake_timeout: Duration,
+    /// Interval of HTTP/2 keep-alive pings (default 30 s; `None`: no pings); a ping
+    /// unanswered for 10 s closes the connection.
+    pub keepalive_interval: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +100,9 @@ impl Default for ServerConfig {
             watch_poll_interval: Duration::from_millis(500),
             tls: None,
             reflection: true,
+            max_connections: 1_024,
+            handshake_timeout: Duration::from_secs(10),
+            keepalive_interval: Some(Duration::from_secs(30)),
         }
     }
 }
@@ -211,6 +223,22 @@ impl ServerConfig {
         self
     }
 
+    /// Sets the connection limits: most open at once, and the wait for a new one's first
+    /// bytes.
+    #[must_use]
+    pub fn with_connection_limits(mut self, max_connections: usize, handshake: Duration) -> Self {
+        self.max_connections = max_connections;
+        self.handshake_timeout = handshake;
+        self
+    }
+
+    /// Sets the HTTP/2 keep-alive ping interval (`None`: no pings).
+    #[must_use]
+    pub fn with_keepalive_interval(mut self, interval: Option<Duration>) -> Self {
+        self.keepalive_interval = interval;
+        self
+    }
+
     pub(crate) fn check(&self) -> Result<(), Error> {
         if self.default_page_size == 0 || self.max_page_size < self.default_page_size {
             return Err(Error::Config(
@@ -219,6 +247,11 @@ impl ServerConfig {
         }
         if self.max_request_bytes == 0 || self.max_response_bytes == 0 {
             return Err(Error::Config("message limits must be positive".into()));
+        }
+        if self.max_connections == 0 || self.handshake_timeout.is_zero() {
+            return Err(Error::Config(
+                "max_connections and handshake_timeout must be positive".into(),
+            ));
         }
         if self.watch_poll_interval.is_zero() {
             return Err(Error::Config("watch_poll_interval must be positive".into()));

@@ -52,10 +52,10 @@ mod client;
 mod config;
 mod convert;
 mod deadline;
+mod edge;
 mod error;
 mod server;
 mod service;
-mod undecodable;
 mod views;
 mod watch;
 

@@ -7,14 +7,15 @@ use order_fsm::intake::Intake;
 use order_fsm::{CommandSink, Engine, Lifecycle, OrderStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tonic_reflection::server::{v1, v1alpha};
-use tower::util::MapResponseLayer;
 
 use crate::proto::order_service_server::OrderServiceServer;
 use crate::service::Service;
 use crate::{proto, Error, ServerConfig, WatchHub};
+
+/// How long a keep-alive ping may go unanswered before the connection is closed.
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Configures and runs the gRPC server: `order_fsm.v1.OrderService`, the standard health
 /// service (`grpc.health.v1.Health`, reporting `SERVING` for the order service until
@@ -150,6 +151,9 @@ impl OrderServiceBuilder {
         if let Some(limit) = config.concurrency_limit_per_connection {
             server = server.concurrency_limit_per_connection(limit);
         }
+        server = server
+            .http2_keepalive_interval(config.keepalive_interval)
+            .http2_keepalive_timeout(config.keepalive_interval.map(|_| KEEPALIVE_TIMEOUT));
         if let Some(identity) = &config.tls {
             server = with_tls(server, identity)?;
         }
@@ -161,9 +165,10 @@ impl OrderServiceBuilder {
                 .await;
             stop_tx.send_replace(true);
         };
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming =
+            crate::edge::incoming(listener, config.max_connections, config.handshake_timeout);
         server
-            .layer(MapResponseLayer::new(crate::undecodable::relabel))
+            .layer(crate::edge::EdgeLayer::new())
             .add_service(health_service)
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)

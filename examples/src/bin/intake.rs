@@ -31,7 +31,7 @@ struct Args {
     #[arg(long, env = "ORDER_FSM_HTTP_ADDR", default_value = "127.0.0.1:8080")]
     http_addr: SocketAddr,
     #[command(flatten)]
-    http_edge: cli::HttpEdgeArgs,
+    edge: cli::EdgeArgs,
     #[command(flatten)]
     store: StoreArgs,
     /// Do not serve gRPC server reflection (on by default, for grpcurl-style tools).
@@ -76,15 +76,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .with_store(store.clone())
         .with_watch_hub(hub)
         .with_config(
-            ServerConfig::default()
-                .with_addr(args.grpc_addr)
-                .with_reflection(!args.no_reflection),
+            args.edge.grpc(
+                ServerConfig::default()
+                    .with_addr(args.grpc_addr)
+                    .with_reflection(!args.no_reflection),
+            ),
         );
     let grpc = tokio::spawn(grpc.serve(stop.clone().cancelled_owned()));
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
     let app = http::router(lifecycle, commands, store);
     let http_stop = stop.clone().cancelled_owned();
-    let edge = args.http_edge.edge();
+    let edge = args.edge.http();
     let http = tokio::spawn(async move { edge.serve(listener, app, http_stop).await });
     eprintln!(
         "intake: gRPC on {}, HTTP on {}",
