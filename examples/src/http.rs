@@ -13,7 +13,9 @@
 //! `"index"` in a batch) with `400` (invalid field, unknown event, undecodable body), `404`
 //! (unknown order), `409` (illegal transition naming state and event, terminal state, stale
 //! `expected_version`, a retried event that was rejected), `422` (an idempotency key reused
-//! for another purchase) or `503` (backend unavailable: retry with the same key).
+//! for another purchase) or `503` (backend unavailable: retry with the same key; or an order
+//! this intake accepted a moment ago that the workers have not processed yet, with
+//! `Retry-After`).
 
 use std::sync::Arc;
 
@@ -36,7 +38,6 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 struct Gateway {
     lifecycle: Arc<Lifecycle>,
     intake: Intake,
-    store: Arc<dyn OrderStore>,
 }
 
 /// The routes, placing and applying events through `commands` and reading from `store`.
@@ -45,21 +46,13 @@ pub fn router(
     commands: Arc<dyn CommandSink>,
     store: Arc<dyn OrderStore>,
 ) -> Router {
-    let intake = Intake::new(
-        Engine::new(Arc::clone(&lifecycle)),
-        commands,
-        Arc::clone(&store),
-    );
+    let intake = Intake::new(Engine::new(Arc::clone(&lifecycle)), commands, store);
     Router::new()
         .route("/orders", post(place))
         .route("/orders/batch", post(place_batch))
         .route("/orders/{id}", get(read))
         .route("/orders/{id}/events", post(apply_event))
-        .with_state(Arc::new(Gateway {
-            lifecycle,
-            intake,
-            store,
-        }))
+        .with_state(Arc::new(Gateway { lifecycle, intake }))
 }
 
 /// An error as JSON, with the status a client can act on; `index` names the purchase of a
@@ -112,11 +105,14 @@ impl IntoResponse for ApiError {
             Error::IdempotencyKeyReused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::Unavailable { .. } | Error::Closed(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::NotYetVisible { .. } => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         });
         // Back-pressure: `Retry-After` in whole seconds (at least 1), and in milliseconds.
         let retry_after = match &*self.error {
-            Error::Overloaded { retry_after, .. } => Some(*retry_after),
+            Error::Overloaded { retry_after, .. } | Error::NotYetVisible { retry_after, .. } => {
+                Some(*retry_after)
+            }
             _ => None,
         };
         let field = match &*self.error {
@@ -292,11 +288,7 @@ async fn read(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let order_id: OrderId = id.parse()?;
-    let order = gateway
-        .store
-        .get(order_id)
-        .await?
-        .ok_or(Error::NotFound { order_id })?;
+    let order = gateway.intake.get(order_id).await?;
     let history = TransitionRecord::all_of(&gateway.lifecycle, &order);
     Ok(Json(json!({
         "order_id": order.id,

@@ -87,7 +87,9 @@ impl From<Status> for Error {
     }
 }
 
-/// Metadata key of a `RESOURCE_EXHAUSTED` answer: milliseconds to wait before retrying.
+/// Metadata key of a `RESOURCE_EXHAUSTED` answer (back-pressure) and of an `UNAVAILABLE`
+/// answer about an order accepted and not processed yet: milliseconds to wait before
+/// retrying.
 pub const RETRY_AFTER_MS: &str = "retry-after-ms";
 
 /// The status of a core error; `event` names the event being applied, if any, so that a
@@ -107,14 +109,21 @@ pub(crate) fn to_status(error: order_fsm::Error, event: Option<&str>) -> Status 
         E::Duplicate { .. } | E::IdempotencyKeyReused { .. } => Status::already_exists(message),
         E::Unavailable { .. } | E::Closed(_) => Status::unavailable(message),
         E::Overloaded { retry_after, .. } => {
-            let mut status = Status::resource_exhausted(message);
-            if let Ok(value) = retry_after.as_millis().to_string().parse() {
-                status.metadata_mut().insert(RETRY_AFTER_MS, value);
-            }
-            status
+            with_retry_after(Status::resource_exhausted(message), retry_after)
+        }
+        E::NotYetVisible { retry_after, .. } => {
+            with_retry_after(Status::unavailable(message), retry_after)
         }
         _ => Status::internal(message),
     }
+}
+
+/// `status` with the [`RETRY_AFTER_MS`] metadata.
+fn with_retry_after(mut status: Status, retry_after: std::time::Duration) -> Status {
+    if let Ok(value) = retry_after.as_millis().to_string().parse() {
+        status.metadata_mut().insert(RETRY_AFTER_MS, value);
+    }
+    status
 }
 
 /// `INVALID_ARGUMENT` naming `field`.

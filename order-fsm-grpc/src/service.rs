@@ -104,11 +104,7 @@ impl Service {
 
     async fn order(&self, id: &str) -> Result<order_fsm::OrderState, Status> {
         let order_id: OrderId = id.parse().map_err(core)?;
-        self.store
-            .get(order_id)
-            .await
-            .map_err(core)?
-            .ok_or_else(|| core(CoreError::NotFound { order_id }))
+        self.intake.get(order_id).await.map_err(core)
     }
 
     async fn list(

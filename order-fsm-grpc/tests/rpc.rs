@@ -408,3 +408,50 @@ async fn shutdown_is_graceful() {
     assert!(late.is_err(), "no new connections after shutdown");
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_read_before_the_workers_processed_it_is_unavailable_with_a_retry_hint() {
+    // The runner never sees this queue: placements stay unprocessed.
+    let h = Harness::start(Options {
+        commands: Some(Arc::new(order_fsm::MemoryQueue::new())),
+        ..Options::default()
+    })
+    .await;
+    let mut raw = h.raw().await;
+    let placed = raw
+        .place_order(proto::PlaceOrderRequest {
+            purchase: Some(order_fsm_grpc_purchase()),
+            idempotency_key: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let read = raw
+        .get_order(proto::GetOrderRequest {
+            order_id: placed.order_id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(read.code(), Code::Unavailable, "{read:?}");
+    assert!(read.message().contains("not processed yet"), "{read:?}");
+    let hint = read.metadata().get(order_fsm_grpc::RETRY_AFTER_MS).unwrap();
+    assert!(hint.to_str().unwrap().parse::<u64>().unwrap() > 0);
+    let event = raw
+        .apply_event(proto::ApplyEventRequest {
+            order_id: placed.order_id,
+            event: "prepare".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(event.code(), Code::Unavailable, "{event:?}");
+    // An order nobody placed is still NOT_FOUND.
+    let unknown = raw
+        .get_order(proto::GetOrderRequest {
+            order_id: OrderId::random().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    h.stop().await;
+}

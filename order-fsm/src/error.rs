@@ -180,6 +180,20 @@ pub enum Error {
         retry_after: std::time::Duration,
     },
 
+    /// The order was accepted by this intake a moment ago and the workers have not
+    /// processed it yet: it is not "not found". Retry after `retry_after` (reads are
+    /// eventually consistent with placements).
+    #[error(
+        "order {order_id} was accepted and is not processed yet; retry in {} ms",
+        .retry_after.as_millis()
+    )]
+    NotYetVisible {
+        /// The order.
+        order_id: OrderId,
+        /// When to try again.
+        retry_after: std::time::Duration,
+    },
+
     /// A backend refused the operation for good (bad credentials, missing topic, rejected
     /// document). Retrying will not help; stop or dead-letter.
     #[error("{backend} failed: {source}")]
@@ -226,7 +240,10 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Unavailable { .. } | Self::Conflict { .. } | Self::Overloaded { .. }
+            Self::Unavailable { .. }
+                | Self::Conflict { .. }
+                | Self::Overloaded { .. }
+                | Self::NotYetVisible { .. }
         )
     }
 

@@ -515,3 +515,36 @@ async fn the_largest_batch_fits_both_apis_alike() {
     let refused = both.grpc.place_orders(&more).await.unwrap_err();
     assert!(grpc_message(refused).contains("orders"));
 }
+
+#[tokio::test]
+async fn an_order_read_before_the_workers_processed_it_is_503_with_retry_after() {
+    // Nothing consumes the queue: the placement stays unprocessed.
+    let (url, _queue) = serve().await;
+    let good = serde_json::to_value(Purchase::example()).unwrap();
+    let (status, placed) = post(&format!("{url}/orders"), &good).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let id = id_of(&placed);
+    let read = reqwest::get(format!("{url}/orders/{id}")).await.unwrap();
+    assert_eq!(read.status().as_u16(), 503);
+    assert_eq!(read.headers()["retry-after"], "1");
+    assert!(read.headers().contains_key(RETRY_AFTER_MS));
+    let body: Value = read.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("not processed yet"),
+        "{body}"
+    );
+    let (status, _) = post(
+        &format!("{url}/orders/{id}/events"),
+        &json!({"event": "prepare"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let unknown = OrderId::random();
+    let read = reqwest::get(format!("{url}/orders/{unknown}"))
+        .await
+        .unwrap();
+    assert_eq!(read.status().as_u16(), 404);
+}

@@ -185,6 +185,8 @@ pub async fn read_until(
             Ok(order) if accept(&order) => return order,
             Ok(_) => {}
             Err(e) if e.code() == Some(tonic::Code::NotFound) => {}
+            // Placed here and not processed yet, after the client's own retries.
+            Err(e) if e.code() == Some(tonic::Code::Unavailable) => {}
             Err(e) => panic!("get_order: {e}"),
         }
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -192,7 +192,8 @@ async fn events_are_decided_against_the_read_model() {
         .apply(EventRequest::new(id, "prepare"))
         .await
         .unwrap_err();
-    assert!(matches!(missing, Error::NotFound { order_id } if order_id == id));
+    // Placed here a moment ago, not processed yet: not "not found".
+    assert!(matches!(missing, Error::NotYetVisible { order_id, .. } if order_id == id));
     store_placed(&intake, &store, &placed, Purchase::example()).await;
 
     let err = intake
@@ -244,4 +245,53 @@ async fn events_are_decided_against_the_read_model() {
     store.update(id, |order| order.remember_rejection(rejected));
     let err = intake.apply(ship).await.unwrap_err();
     assert!(matches!(err, Error::AlreadyRejected { event_id } if event_id == rejected));
+}
+
+#[tokio::test]
+async fn reads_and_events_that_outrun_the_workers_are_not_yet_visible_rather_than_not_found() {
+    let (intake, _queue, store) = intake();
+    let placed = intake
+        .place(PlaceRequest::new(Purchase::example()))
+        .await
+        .unwrap();
+    let batch = intake
+        .place_many(vec![PlaceRequest::new(Purchase::example())])
+        .await
+        .unwrap();
+    // Nothing processed the placements yet: the store lacks both orders.
+    for id in [placed.order_id, batch[0].order_id] {
+        match intake.get(id).await {
+            Err(Error::NotYetVisible {
+                order_id,
+                retry_after,
+            }) => {
+                assert_eq!(order_id, id);
+                assert_eq!(retry_after, NOT_YET_VISIBLE_RETRY);
+            }
+            other => panic!("expected NotYetVisible, got {other:?}"),
+        }
+        let event = intake.apply(EventRequest::new(id, "prepare")).await;
+        assert!(
+            matches!(event, Err(Error::NotYetVisible { .. })),
+            "{event:?}"
+        );
+        assert!(Error::NotYetVisible {
+            order_id: id,
+            retry_after: NOT_YET_VISIBLE_RETRY
+        }
+        .is_retryable());
+    }
+    // An id this intake never placed is not found.
+    let unknown = OrderId::random();
+    assert!(matches!(
+        intake.get(unknown).await,
+        Err(Error::NotFound { order_id }) if order_id == unknown
+    ));
+    assert!(matches!(
+        intake.apply(EventRequest::new(unknown, "prepare")).await,
+        Err(Error::NotFound { .. })
+    ));
+    // Once the workers stored it, it is read as usual.
+    store_placed(&intake, &store, &placed, Purchase::example()).await;
+    assert_eq!(intake.get(placed.order_id).await.unwrap().version, 1);
 }
