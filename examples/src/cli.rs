@@ -65,6 +65,27 @@ pub struct KafkaArgs {
     /// `batch.num.messages=1`, ...
     #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
+    /// Remove personal data (e-mail and shipping addresses, ...) from the payloads of dead
+    /// letters before they are produced; key, reason and origin headers stay. Accepts
+    /// true/false, 1/0, yes/no, on/off from the environment.
+    #[arg(
+        long,
+        env = "ORDER_FSM_KAFKA_DLQ_REDACT",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub dead_letter_redact: bool,
+    /// How long the dead-letter topic keeps letters (`retention.ms`), in hours, when this
+    /// program creates it; an existing topic keeps its settings. Default: the broker's.
+    #[arg(
+        long,
+        env = "ORDER_FSM_KAFKA_DLQ_RETENTION_HOURS",
+        value_name = "HOURS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub dead_letter_retention_hours: Option<u64>,
 }
 
 fn parse_property(pair: &str) -> Result<(String, String), String> {
@@ -83,8 +104,12 @@ impl KafkaArgs {
             .with_commands_topic(format!("{p}orders"))
             .with_transitions_topic(format!("{p}order-transitions"))
             .with_dead_letter_topic(format!("{p}orders-dlq"))
-            .with_state_topic(format!("{p}order-state"));
+            .with_state_topic(format!("{p}order-state"))
+            .with_dead_letter_redaction(self.dead_letter_redact);
         let mut config = low_latency(config);
+        if let Some(hours) = self.dead_letter_retention_hours {
+            config = config.with_dead_letter_retention(Duration::from_secs(hours * 3600));
+        }
         for (key, value) in &self.properties {
             config = config.with_property(key, value);
         }
@@ -263,5 +288,43 @@ impl EdgeArgs {
     /// `config` with the gRPC listener's limits.
     pub fn grpc(&self, config: order_fsm_grpc::ServerConfig) -> order_fsm_grpc::ServerConfig {
         config.with_connection_limits(self.max_connections.max(1), self.head_timeout())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Program {
+        #[command(flatten)]
+        kafka: KafkaArgs,
+    }
+
+    #[test]
+    fn dead_letter_flags() {
+        let config = Program::parse_from(["p"]).kafka.config();
+        assert!(!config.dead_letter_redaction());
+        assert_eq!(config.dead_letter_retention(), None);
+        let args = [
+            "p",
+            "--dead-letter-redact",
+            "--dead-letter-retention-hours",
+            "72",
+        ];
+        let config = Program::parse_from(args).kafka.config();
+        assert!(config.dead_letter_redaction());
+        assert_eq!(
+            config.dead_letter_retention(),
+            Some(Duration::from_secs(72 * 3600))
+        );
+        let args = ["p", "--dead-letter-redact=false"];
+        assert!(!Program::parse_from(args)
+            .kafka
+            .config()
+            .dead_letter_redaction());
+        let args = ["p", "--dead-letter-retention-hours", "0"];
+        assert!(Program::try_parse_from(args).is_err());
     }
 }

@@ -26,8 +26,11 @@ pub const DEFAULT_GROUP: &str = "order-fsm";
 /// let config = KafkaConfig::new("127.0.0.1:9092")
 ///     .with_group("billing")
 ///     .with_commands_topic("orders-eu")
-///     .with_property("security.protocol", "sasl_ssl");
+///     .with_property("security.protocol", "sasl_ssl")
+///     .with_dead_letter_redaction(true)
+///     .with_dead_letter_retention(std::time::Duration::from_secs(14 * 24 * 3600));
 /// assert_eq!(config.group(), "billing");
+/// assert!(config.dead_letter_redaction());
 /// assert_eq!(config.transitions_topic(), "order-transitions");
 /// assert_eq!(config.state_topic(), order_fsm_kafka::DEFAULT_STATE_TOPIC);
 /// ```
@@ -42,6 +45,8 @@ pub struct KafkaConfig {
     state_topic: String,
     commit_interval: Duration,
     stall_timeout: Duration,
+    dead_letter_redaction: bool,
+    dead_letter_retention: Option<Duration>,
     properties: BTreeMap<String, String>,
 }
 
@@ -58,18 +63,24 @@ impl KafkaConfig {
             state_topic: DEFAULT_STATE_TOPIC.into(),
             commit_interval: Duration::from_millis(500),
             stall_timeout: Duration::from_secs(30),
+            dead_letter_redaction: false,
+            dead_letter_retention: None,
             properties: BTreeMap::new(),
         }
     }
 
     /// Reads `ORDER_FSM_KAFKA_BROKERS` (required), and optionally `ORDER_FSM_KAFKA_GROUP`,
     /// `ORDER_FSM_KAFKA_COMMANDS_TOPIC`, `ORDER_FSM_KAFKA_TRANSITIONS_TOPIC`,
-    /// `ORDER_FSM_KAFKA_DLQ_TOPIC`, `ORDER_FSM_KAFKA_STATE_TOPIC` and
-    /// `ORDER_FSM_KAFKA_STALL_TIMEOUT_MS` (see [`KafkaConfig::with_stall_timeout`]).
+    /// `ORDER_FSM_KAFKA_DLQ_TOPIC`, `ORDER_FSM_KAFKA_STATE_TOPIC`,
+    /// `ORDER_FSM_KAFKA_STALL_TIMEOUT_MS` (see [`KafkaConfig::with_stall_timeout`]),
+    /// `ORDER_FSM_KAFKA_DLQ_REDACT` (`true`/`false`, also `1`/`0`, `yes`/`no`, `on`/`off`; see
+    /// [`KafkaConfig::with_dead_letter_redaction`]) and `ORDER_FSM_KAFKA_DLQ_RETENTION_HOURS`
+    /// (see [`KafkaConfig::with_dead_letter_retention`]).
     ///
     /// # Errors
-    /// [`KafkaError::Config`] when `ORDER_FSM_KAFKA_BROKERS` is unset or empty, or the stall
-    /// timeout is not a number of milliseconds.
+    /// [`KafkaError::Config`] when `ORDER_FSM_KAFKA_BROKERS` is unset or empty, the stall
+    /// timeout is not a number of milliseconds, the redaction switch is not a boolean or the
+    /// retention is not a positive number of hours.
     pub fn from_env() -> Result<Self, KafkaError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let brokers = var("ORDER_FSM_KAFKA_BROKERS")
@@ -97,6 +108,26 @@ impl KafkaConfig {
                 ))
             })?;
             config.stall_timeout = Duration::from_millis(ms);
+        }
+        if let Some(switch) = var("ORDER_FSM_KAFKA_DLQ_REDACT") {
+            config.dead_letter_redaction = parse_switch(&switch).ok_or_else(|| {
+                KafkaError::Config(format!(
+                    "ORDER_FSM_KAFKA_DLQ_REDACT is not true or false: {switch:?}"
+                ))
+            })?;
+        }
+        if let Some(hours) = var("ORDER_FSM_KAFKA_DLQ_RETENTION_HOURS") {
+            let hours = hours
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|&h| h > 0)
+                .ok_or_else(|| {
+                    KafkaError::Config(format!(
+                        "ORDER_FSM_KAFKA_DLQ_RETENTION_HOURS is not a positive number of hours: {hours:?}"
+                    ))
+                })?;
+            config.dead_letter_retention = Some(Duration::from_secs(hours * 3600));
         }
         Ok(config)
     }
@@ -155,6 +186,30 @@ impl KafkaConfig {
         self
     }
 
+    /// Whether dead letters are redacted (default `false`): when on, the payload of every
+    /// letter [`crate::KafkaDeadLetterSink`] produces (the source's undecodable and mis-keyed
+    /// messages, the runner's rejected commands, a follower's unreadable records) loses its
+    /// personal data before it leaves the process. In a JSON object or array, the values of
+    /// personal fields at any depth (those of [`order_fsm::Purchase`], `customer_email` and
+    /// `shipping_address`, and any key naming an e-mail, an address, a phone number or a
+    /// person's name) and every string holding an e-mail address become `"[redacted]"`; any
+    /// other payload becomes `{"redacted":true,"bytes":N}`. The key, the reason (with quoted
+    /// personal values scrubbed) and the origin headers stay, and the letter carries the
+    /// header [`crate::HEADER_REDACTED`].
+    pub fn with_dead_letter_redaction(mut self, redact: bool) -> Self {
+        self.dead_letter_redaction = redact;
+        self
+    }
+
+    /// How long the dead-letter topic keeps letters (its `retention.ms`), set by
+    /// [`crate::provision_topics`] when it creates the topic. Default: none, the broker's
+    /// `log.retention.*` (7 days on Kafka). A topic that already exists keeps its settings
+    /// (change them with the broker's tools, `kafka-configs --alter`).
+    pub fn with_dead_letter_retention(mut self, retention: Duration) -> Self {
+        self.dead_letter_retention = Some(retention);
+        self
+    }
+
     /// Sets any librdkafka property (`security.protocol`, `sasl.mechanisms`,
     /// `session.timeout.ms`, ...) on every client this config creates; it overrides the
     /// adapter's own defaults.
@@ -201,6 +256,16 @@ impl KafkaConfig {
     /// How long a partition may stand still before a source re-joins its group.
     pub fn stall_timeout(&self) -> Duration {
         self.stall_timeout
+    }
+
+    /// Whether dead letters are redacted.
+    pub fn dead_letter_redaction(&self) -> bool {
+        self.dead_letter_redaction
+    }
+
+    /// The retention of the dead-letter topic, if set.
+    pub fn dead_letter_retention(&self) -> Option<Duration> {
+        self.dead_letter_retention
     }
 
     /// The passthrough properties.
@@ -284,5 +349,30 @@ impl KafkaConfig {
             config.set("group.id", group);
         }
         config
+    }
+}
+
+/// A boolean switch of the environment: `true`/`false`, `1`/`0`, `yes`/`no`, `on`/`off`.
+fn parse_switch(value: &str) -> Option<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" | "y" | "t" => Some(true),
+        "0" | "false" | "no" | "off" | "n" | "f" => Some(false),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn switches() {
+        for on in ["1", "true", "TRUE", " yes ", "on"] {
+            assert_eq!(parse_switch(on), Some(true), "{on}");
+        }
+        for off in ["0", "false", "No", "off"] {
+            assert_eq!(parse_switch(off), Some(false), "{off}");
+        }
+        assert_eq!(parse_switch("redact"), None);
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! - [`KafkaSource`]: a [`order_fsm::CommandSource`] over a consumer group with
 //!   at-least-once delivery: only offsets whose effects are done are committed
-//!   (periodically, on revocation and on shutdown); undecodable messages go to the
-//!   dead-letter topic.
+//!   (periodically, on revocation and on shutdown); undecodable messages, and commands
+//!   whose message key is not their order id, go to the dead-letter topic.
 //! - [`KafkaTransitionSink`], [`KafkaCommandSink`], [`KafkaDeadLetterSink`]: idempotent
-//!   producers (`acks=all`, key = order id) that wait for every delivery report.
+//!   producers (`acks=all`, key = order id) that wait for every delivery report. Every dead
+//!   letter is logged at `warn` (rate-limited, without its payload), and optionally redacted
+//!   of personal data ([`KafkaConfig::with_dead_letter_redaction`]).
 //! - [`KafkaStateLog`]: the [`order_fsm::StateLog`] over the state topic (latest state of
 //!   each order, keyed by order id, partition *p* holding the orders of commands partition
 //!   *p*): a worker assigned a partition restores its live orders from it, so orders survive
@@ -14,7 +16,8 @@
 //!   committed offsets that drives any [`order_fsm::TransitionSink`] (an index, a mailer, a
 //!   read model) at its own pace, at least once, out of the workers' acknowledgement path.
 //! - [`provision_topics`] / [`provision_mock_topics`]: the four topics with a chosen
-//!   partition count.
+//!   partition count (and the dead-letter topic's retention,
+//!   [`KafkaConfig::with_dead_letter_retention`]).
 //! - [`KafkaConfig`]: brokers, group, topics and any librdkafka property, `from_env()`.
 //!
 //! Errors are [`KafkaError`]s, classified retryable or fatal, and convert into
@@ -42,9 +45,11 @@ mod backlog;
 mod changelog;
 mod codec;
 mod config;
+mod dead_letter;
 mod error;
 mod follower;
 mod producer;
+mod redact;
 mod source;
 mod topics;
 mod watchdog;
@@ -55,12 +60,12 @@ pub use config::{
     KafkaConfig, DEFAULT_COMMANDS_TOPIC, DEFAULT_DEAD_LETTER_TOPIC, DEFAULT_GROUP,
     DEFAULT_STATE_TOPIC, DEFAULT_TRANSITIONS_TOPIC,
 };
+pub use dead_letter::{
+    KafkaDeadLetterSink, HEADER_OFFSET, HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_SIZE,
+    HEADER_PARTITION, HEADER_REASON, HEADER_REDACTED, HEADER_TOPIC, MAX_DEAD_LETTER_PAYLOAD,
+};
 pub use error::KafkaError;
 pub use follower::{FollowerBuilder, FollowerProgress, FollowerReport, KafkaFollower, StartFrom};
-pub use producer::{
-    KafkaCommandSink, KafkaDeadLetterSink, KafkaTransitionSink, HEADER_OFFSET,
-    HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_SIZE, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC,
-    MAX_DEAD_LETTER_PAYLOAD,
-};
+pub use producer::{KafkaCommandSink, KafkaTransitionSink};
 pub use source::KafkaSource;
 pub use topics::{provision_mock_topics, provision_topics};

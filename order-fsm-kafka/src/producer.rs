@@ -1,14 +1,11 @@
-//! The sinks: transition records, commands and dead letters, all through one idempotent
-//! producer per sink that waits for every delivery report.
+//! The sinks of transition records and commands, each through one idempotent producer
+//! that waits for every delivery report (the dead-letter sink too, in `dead_letter`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use order_fsm::{
-    Command, CommandSink, DeadLetter, DeadLetterSink, Error, OrderId, TransitionRecord,
-    TransitionSink,
-};
+use order_fsm::{Command, CommandSink, Error, OrderId, TransitionRecord, TransitionSink};
 use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
@@ -17,27 +14,6 @@ use uuid::Uuid;
 use crate::backlog::Backlog;
 use crate::{CommandCodec, JsonCodec, KafkaConfig, KafkaError};
 
-/// Header of a dead letter: why it was rejected.
-pub const HEADER_REASON: &str = "reason";
-/// Header of a dead letter: the topic the message was read from.
-pub const HEADER_TOPIC: &str = "original-topic";
-/// Header of a dead letter: its partition there.
-pub const HEADER_PARTITION: &str = "original-partition";
-/// Header of a dead letter: its offset there.
-pub const HEADER_OFFSET: &str = "original-offset";
-/// Header of a dead letter whose payload was cut to [`MAX_DEAD_LETTER_PAYLOAD`]: the size of
-/// the original payload, in bytes.
-pub const HEADER_ORIGINAL_SIZE: &str = "original-size";
-/// Header of a dead letter whose payload was cut: the SHA-256 of the original payload (hex).
-pub const HEADER_ORIGINAL_SHA256: &str = "original-sha256";
-/// Largest dead-letter payload produced whole. A longer one (a poison message of megabytes,
-/// which no producer with the default `message.max.bytes` of 1 MB would take) is cut to this
-/// many bytes, with [`HEADER_ORIGINAL_SIZE`] and [`HEADER_ORIGINAL_SHA256`] naming the
-/// original, so it never stops its partition. Keys are cut at 1 KiB, reasons at 4 KiB.
-pub const MAX_DEAD_LETTER_PAYLOAD: usize = 64 * 1024;
-/// Longest dead-letter key and reason kept.
-const MAX_DEAD_LETTER_KEY: usize = 1024;
-const MAX_DEAD_LETTER_REASON: usize = 4096;
 /// Header of a transition record: the id of the `publish` call that produced it.
 pub(crate) const HEADER_BATCH: &str = "ofsm-batch";
 /// Header of a transition record: the highest version of its order in the same batch.
@@ -63,6 +39,11 @@ impl Producer {
             inner: config.producer_config().create()?,
             topic: topic.into(),
         })
+    }
+
+    /// The topic it produces to.
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// Sends `messages` in order and waits until the broker acknowledged all of them.
@@ -125,7 +106,9 @@ impl Producer {
     }
 }
 
-fn key_of(order_id: OrderId) -> Vec<u8> {
+/// The key of every message about `order_id`: its hyphenated string form (what the source
+/// compares a command's message key with).
+pub(crate) fn key_of(order_id: OrderId) -> Vec<u8> {
     order_id.to_string().into_bytes()
 }
 
@@ -279,136 +262,5 @@ impl CommandSink for KafkaCommandSink {
             });
         }
         Ok(self.producer.send_all(messages).await?)
-    }
-}
-
-/// Produces rejected commands to the dead-letter topic: the command as payload (JSON), with
-/// headers [`HEADER_REASON`], [`HEADER_TOPIC`], [`HEADER_PARTITION`] and [`HEADER_OFFSET`].
-#[derive(Clone)]
-pub struct KafkaDeadLetterSink {
-    producer: Producer,
-    source_topic: Arc<str>,
-}
-
-impl std::fmt::Debug for KafkaDeadLetterSink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KafkaDeadLetterSink")
-            .field("topic", &self.producer.topic)
-            .finish_non_exhaustive()
-    }
-}
-
-impl KafkaDeadLetterSink {
-    /// A sink producing to `config`'s dead-letter topic; letters name `config`'s commands
-    /// topic as their origin.
-    ///
-    /// # Errors
-    /// [`KafkaError::Config`] for an invalid property.
-    pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
-        Ok(Self {
-            producer: Producer::new(config, config.dead_letter_topic())?,
-            source_topic: config.commands_topic().into(),
-        })
-    }
-
-    /// The same sink, naming `topic` as the origin of its letters.
-    pub(crate) fn naming_origin(mut self, topic: &str) -> Self {
-        self.source_topic = topic.into();
-        self
-    }
-
-    /// Produces one raw dead letter (cut to the bounds, see [`MAX_DEAD_LETTER_PAYLOAD`]) and
-    /// waits for its delivery.
-    pub(crate) async fn send_raw(
-        &self,
-        mut key: Vec<u8>,
-        mut payload: Vec<u8>,
-        reason: &str,
-        partition: i32,
-        offset: i64,
-    ) -> Result<(), KafkaError> {
-        key.truncate(MAX_DEAD_LETTER_KEY);
-        let reason = cut_text(reason, MAX_DEAD_LETTER_REASON);
-        let mut headers = dead_letter_headers(reason, &self.source_topic, partition, offset);
-        if payload.len() > MAX_DEAD_LETTER_PAYLOAD {
-            use sha2::Digest;
-            let size = payload.len().to_string();
-            let digest: String = sha2::Sha256::digest(&payload)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
-            payload.truncate(MAX_DEAD_LETTER_PAYLOAD);
-            tracing::warn!(
-                partition,
-                offset,
-                size = %size,
-                sha256 = %digest,
-                "dead letter payload cut to {MAX_DEAD_LETTER_PAYLOAD} bytes"
-            );
-            headers = headers
-                .insert(Header {
-                    key: HEADER_ORIGINAL_SIZE,
-                    value: Some(&size),
-                })
-                .insert(Header {
-                    key: HEADER_ORIGINAL_SHA256,
-                    value: Some(&digest),
-                });
-        }
-        let message = Outgoing {
-            key,
-            payload,
-            headers,
-        };
-        self.producer.send_all(vec![message]).await
-    }
-}
-
-/// `text` cut to at most `max` bytes, on a character boundary.
-fn cut_text(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
-}
-
-fn dead_letter_headers(reason: &str, topic: &str, partition: i32, offset: i64) -> OwnedHeaders {
-    let (partition, offset) = (partition.to_string(), offset.to_string());
-    OwnedHeaders::new_with_capacity(4)
-        .insert(Header {
-            key: HEADER_REASON,
-            value: Some(reason),
-        })
-        .insert(Header {
-            key: HEADER_TOPIC,
-            value: Some(topic),
-        })
-        .insert(Header {
-            key: HEADER_PARTITION,
-            value: Some(&partition),
-        })
-        .insert(Header {
-            key: HEADER_OFFSET,
-            value: Some(&offset),
-        })
-}
-
-#[async_trait]
-impl DeadLetterSink for KafkaDeadLetterSink {
-    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), Error> {
-        let payload = serde_json::to_vec(&letter.command).map_err(KafkaError::from)?;
-        Ok(self
-            .send_raw(
-                key_of(letter.command.order_id()),
-                payload,
-                &letter.reason,
-                letter.origin.partition,
-                letter.origin.offset,
-            )
-            .await?)
     }
 }

@@ -39,6 +39,11 @@ const ACTION: &str = "create topics";
 /// [`crate::KafkaStateLog`] short on a long-lived topic; a broker that refuses the setting
 /// gets the topic without it (correctness never depends on compaction).
 ///
+/// The dead-letter topic gets `retention.ms` when the config sets
+/// [`KafkaConfig::with_dead_letter_retention`]. A broker that refuses it fails the call:
+/// letters that may hold customer data are not kept longer than asked without a word. An
+/// existing dead-letter topic keeps its settings.
+///
 /// # Time-out
 /// Each admin request gives up when the cluster has not answered within 10 s, or within
 /// the `socket.timeout.ms` property when the config sets one (librdkafka's own default for
@@ -58,14 +63,17 @@ pub async fn provision_topics(config: &KafkaConfig, partitions: i32) -> Result<(
         .request_timeout(Some(timeout))
         .operation_timeout(Some(timeout.mul_f64(0.8)));
     let state_topic = config.state_topic();
+    let retention_ms = config
+        .dead_letter_retention()
+        .map(|retention| retention.as_millis().to_string());
     let topics: Vec<NewTopic<'_>> = names(config)
         .into_iter()
         .map(|name| {
             let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-            if name == state_topic {
-                topic.set("cleanup.policy", "compact")
-            } else {
-                topic
+            match &retention_ms {
+                _ if name == state_topic => topic.set("cleanup.policy", "compact"),
+                Some(ms) if name == config.dead_letter_topic() => topic.set("retention.ms", ms),
+                _ => topic,
             }
         })
         .collect();
@@ -149,7 +157,8 @@ fn refused(topic: &str, code: RDKafkaErrorCode) -> KafkaError {
 }
 
 /// Creates `config`'s four topics on librdkafka's mock cluster, which lacks the admin API
-/// (and topic configs: the state topic is not compacted there).
+/// (and topic configs: the state topic is not compacted there, and the dead-letter topic
+/// has no retention of its own).
 ///
 /// # Errors
 /// [`KafkaError::Fatal`] when the mock cluster refuses.

@@ -4,7 +4,10 @@
 //!
 //! Configuration comes from the environment (see `KafkaConfig::from_env`); arguments:
 //! `--property key=value` sets a librdkafka property, `--dwell-ms N` holds every state N ms
-//! before its automatic advance (default 0). Progress goes to stderr.
+//! before its automatic advance (default 0), `--dead-letter-redact` removes personal data
+//! from dead letters (as `ORDER_FSM_KAFKA_DLQ_REDACT=true`). It creates no topics, so the
+//! dead-letter retention (`ORDER_FSM_KAFKA_DLQ_RETENTION_HOURS`) is for whatever provisions
+//! them. Progress goes to stderr.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let (key, value) = pair.split_once('=').ok_or("--property needs key=value")?;
                 config = config.with_property(key, value);
             }
+            "--dead-letter-redact" => config = config.with_dead_letter_redaction(true),
             "--dwell-ms" => {
                 let ms: u64 = args.next().ok_or("--dwell-ms needs a number")?.parse()?;
                 dwell = Dwell::Fixed(Duration::from_millis(ms));

@@ -54,6 +54,13 @@ fn revoke_timeout(config: &KafkaConfig) -> Duration {
 /// - **Bad input**: a message the codec rejects (or an empty one) is produced to the
 ///   dead-letter topic with its reason, original topic, partition and offset, marked done
 ///   once delivered, and never yielded.
+/// - **Keys**: a command's message key must be its order id as [`crate::KafkaCommandSink`]
+///   writes it (the hyphenated lower-case UUID, compared byte for byte, since partitioners
+///   hash the bytes). A command under any other key is bad input too, with the reason
+///   "message key \`K\` is not the command's order id \`ID\`": processing it would let the
+///   order's other commands land on another partition, so on another worker, out of order.
+///   A message without a key (or with an empty one) is accepted: producers that do not key
+///   exist, and were always accepted; they take that ordering risk themselves.
 /// - **Stalls**: a partition that holds unprocessed commands while the group's committed
 ///   offset stands still for [`KafkaConfig::with_stall_timeout`] (30 s), and that this
 ///   source is not reading, makes the source re-join its group (logged at `warn`): a broker

@@ -235,15 +235,18 @@ impl Poller {
             "cannot decode message: empty payload".to_owned()
         } else {
             match self.codec.decode(payload) {
-                Ok(command) => {
-                    let tracker = Arc::clone(&self.tracker);
-                    let envelope = Envelope {
-                        command,
-                        origin: Origin { partition, offset },
-                        ack: Ack::new(move || tracker.done(&ticket)),
-                    };
-                    return Some(Ok(Delivered::Message(envelope, ticket)));
-                }
+                Ok(command) => match key_mismatch(message.key(), &command) {
+                    Some(reason) => reason,
+                    None => {
+                        let tracker = Arc::clone(&self.tracker);
+                        let envelope = Envelope {
+                            command,
+                            origin: Origin { partition, offset },
+                            ack: Ack::new(move || tracker.done(&ticket)),
+                        };
+                        return Some(Ok(Delivered::Message(envelope, ticket)));
+                    }
+                },
                 Err(e) => e.to_string(),
             }
         };
@@ -251,7 +254,8 @@ impl Poller {
         None
     }
 
-    /// Produces an undecodable message to the dead-letter topic, then marks it done.
+    /// Produces an undecodable or mis-keyed message to the dead-letter topic, then marks it
+    /// done.
     fn dead_letter(
         &self,
         message: &rdkafka::message::BorrowedMessage<'_>,
@@ -288,5 +292,62 @@ impl Poller {
                 }
             }
         });
+    }
+}
+
+/// Why a decoded command may not be processed under its message key, if it may not.
+///
+/// The key must be exactly the bytes [`crate::KafkaCommandSink`] keys a command with, the
+/// order id's hyphenated lower-case form: the producer's partitioner hashes the key's bytes,
+/// so any other key (another order's id, the same id in upper case) may put this command on
+/// another partition than the order's other commands, so on another worker, out of order.
+///
+/// A message without a key (or with an empty one, which librdkafka's partitioners treat
+/// alike) is accepted: producers that do not key exist (scripts, other languages' clients,
+/// a single-partition topic), and their commands were always accepted. Such a producer
+/// takes the ordering risk this check guards against; key the commands to avoid it.
+fn key_mismatch(key: Option<&[u8]>, command: &order_fsm::Command) -> Option<String> {
+    const SHOWN: usize = 128;
+    let key = key.filter(|k| !k.is_empty())?;
+    let order_id = command.order_id();
+    if key == crate::producer::key_of(order_id) {
+        return None;
+    }
+    let shown = String::from_utf8_lossy(&key[..key.len().min(SHOWN)]);
+    let more = if key.len() > SHOWN { "…" } else { "" };
+    Some(format!(
+        "message key `{shown}{more}` is not the command's order id `{order_id}`"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_mismatch;
+    use order_fsm::{Command, OrderId};
+
+    #[test]
+    fn the_key_must_be_the_order_id_as_the_sink_writes_it() {
+        let id = OrderId::random();
+        let command = Command::apply(id, "ship");
+        assert_eq!(
+            key_mismatch(Some(id.to_string().as_bytes()), &command),
+            None
+        );
+        assert_eq!(key_mismatch(None, &command), None, "no key: accepted");
+        assert_eq!(
+            key_mismatch(Some(b""), &command),
+            None,
+            "empty key: accepted"
+        );
+        let upper = id.to_string().to_uppercase();
+        assert_eq!(
+            key_mismatch(Some(upper.as_bytes()), &command),
+            Some(format!(
+                "message key `{upper}` is not the command's order id `{id}`"
+            ))
+        );
+        let long = vec![b'k'; 1_000];
+        let reason = key_mismatch(Some(&long), &command).unwrap();
+        assert!(reason.starts_with(&format!("message key `{}…`", "k".repeat(128))));
     }
 }

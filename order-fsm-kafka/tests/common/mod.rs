@@ -44,6 +44,16 @@ impl Broker {
     /// A config with unique topic and group names for `test`, topics created with
     /// `partitions` partitions.
     pub async fn config(&self, test: &str, partitions: i32) -> KafkaConfig {
+        self.config_with(test, partitions, |config| config).await
+    }
+
+    /// [`Broker::config`], with `customize` applied before the topics are created.
+    pub async fn config_with(
+        &self,
+        test: &str,
+        partitions: i32,
+        customize: impl FnOnce(KafkaConfig) -> KafkaConfig,
+    ) -> KafkaConfig {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let id = &id[..12];
         let config = KafkaConfig::new(self.brokers())
@@ -61,6 +71,7 @@ impl Broker {
             Self::Mock(_) => config,
             Self::External(_) => config.with_property("batch.num.messages", "1"),
         };
+        let config = customize(config);
         match self {
             Self::Mock(cluster) => provision_mock_topics(cluster, &config, partitions)
                 .expect("create topics on the mock cluster"),

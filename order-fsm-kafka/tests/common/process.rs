@@ -44,6 +44,10 @@ impl WorkerProcess {
             .env("ORDER_FSM_KAFKA_DLQ_TOPIC", config.dead_letter_topic())
             .env("ORDER_FSM_KAFKA_STATE_TOPIC", config.state_topic())
             .env(
+                "ORDER_FSM_KAFKA_DLQ_REDACT",
+                config.dead_letter_redaction().to_string(),
+            )
+            .env(
                 "ORDER_FSM_KAFKA_STALL_TIMEOUT_MS",
                 config.stall_timeout().as_millis().to_string(),
             )

@@ -1,0 +1,117 @@
+//! A command whose message key is not its order id is dead-lettered by the source with a
+//! reason naming both, and never reaches the runner; a command without a key is accepted.
+//! Before, a mis-keyed command was processed like any other, so the order's later (rightly
+//! keyed) commands could land on another partition, and so on another worker.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{completed, eventually, header, read_topic, Broker, Running};
+use order_fsm::{Command, CommandSink, Dwell, Lifecycle, MemoryStore, OrderId, Purchase, Runner};
+use order_fsm_kafka::{KafkaCommandSink, KafkaDeadLetterSink, HEADER_REASON, HEADER_TOPIC};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Message};
+
+async fn mis_keyed_commands_are_dead_lettered(broker: Broker) {
+    let config = broker.config("key-mismatch", 2).await;
+    let store = Arc::new(MemoryStore::new());
+    let runner = Runner::builder(Lifecycle::ecommerce())
+        .store(store.clone())
+        .dead_letters(Arc::new(
+            KafkaDeadLetterSink::new(&config).expect("dlq sink"),
+        ))
+        .auto_advance(Dwell::None)
+        .build()
+        .expect("runner");
+    let running = Running::start(Arc::new(runner), &config);
+
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", config.brokers())
+        .create()
+        .expect("producer");
+    let json = |command: &Command| serde_json::to_vec(command).expect("json");
+    // Keyed by another order's id.
+    let other_order = Command::place(Purchase::example());
+    let other_key = OrderId::random().to_string();
+    // Keyed by the right id in upper case: the partitioner hashes the key's bytes, so this
+    // is another partition just the same.
+    let upper_case = Command::place(Purchase::example());
+    let upper_key = upper_case.order_id().to_string().to_uppercase();
+    for (command, key) in [(&other_order, &other_key), (&upper_case, &upper_key)] {
+        producer
+            .send(
+                FutureRecord::to(config.commands_topic())
+                    .key(key.as_str())
+                    .payload(&json(command)),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce a mis-keyed command");
+    }
+    // No key at all: accepted (producers that do not key exist).
+    let keyless = Command::place(Purchase::example());
+    producer
+        .send(
+            FutureRecord::<(), _>::to(config.commands_topic()).payload(&json(&keyless)),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produce a keyless command");
+    let keyed = Command::place(Purchase::example());
+    KafkaCommandSink::new(&config)
+        .expect("command sink")
+        .submit(std::slice::from_ref(&keyed))
+        .await
+        .expect("submit");
+
+    let accepted: HashSet<OrderId> = [keyless.order_id(), keyed.order_id()].into();
+    eventually(
+        "the keyless and the keyed order to complete",
+        Duration::from_secs(60),
+        || {
+            let done = completed(&store, &accepted) == accepted.len();
+            async move { done }
+        },
+    )
+    .await;
+    let dlq = config.dead_letter_topic().to_owned();
+    eventually("two dead letters", Duration::from_secs(30), || {
+        let (config, dlq) = (config.clone(), dlq.clone());
+        async move { read_topic(&config, &dlq).await.len() >= 2 }
+    })
+    .await;
+    running.stop().await;
+
+    let letters = read_topic(&config, &dlq).await;
+    assert_eq!(letters.len(), 2, "exactly the two mis-keyed commands");
+    for (command, key) in [(&other_order, &other_key), (&upper_case, &upper_key)] {
+        let letter = letters
+            .iter()
+            .find(|l| l.key() == Some(key.as_bytes()))
+            .unwrap_or_else(|| panic!("a dead letter keyed {key}"));
+        assert_eq!(
+            header(letter, HEADER_REASON).as_deref(),
+            Some(
+                format!(
+                    "message key `{key}` is not the command's order id `{}`",
+                    command.order_id()
+                )
+                .as_str()
+            )
+        );
+        assert_eq!(
+            header(letter, HEADER_TOPIC).as_deref(),
+            Some(config.commands_topic())
+        );
+        assert_eq!(letter.payload(), Some(&json(command)[..]), "payload kept");
+        assert!(
+            store.get_now(command.order_id()).is_none(),
+            "a mis-keyed command never reaches the runner"
+        );
+    }
+}
+
+against_both!(mis_keyed_commands_are_dead_lettered);
