@@ -13,6 +13,7 @@ done
 python_clients() {
   python3 -c "import grpc_tools" 2>/dev/null || python3 -m pip install --quiet -r scripts/grpc-requirements.txt >&2
   python3 -c "import confluent_kafka" 2>/dev/null || python3 -m pip install --quiet confluent-kafka >&2
+  python3 -c "import prometheus_client" 2>/dev/null || python3 -m pip install --quiet prometheus-client >&2
 }
 
 services_start() {

@@ -13,6 +13,7 @@ pub mod notify;
 pub mod projection;
 pub mod report;
 pub mod soak;
+pub mod telemetry;
 
 // Under load glibc's malloc took about a fifth of the pipeline's CPU (perf: `_int_malloc`,
 // `malloc_consolidate`, `_int_free`); with mimalloc the embedded pipeline moves 1.3-1.9×

@@ -2,12 +2,12 @@
 //! store and a watch hub, so an intake can answer `GetOrder`, `ListOrders` and `WatchOrder`.
 //! An (ephemeral) follower of the transitions topic feeds it; see [`crate::followers`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use order_fsm::{
-    Error, Lifecycle, MemoryStore, OrderId, OrderStore, TransitionRecord, TransitionSink,
+    Error, Lifecycle, MemoryStore, OrderId, OrderStore, StateId, TransitionRecord, TransitionSink,
 };
 use order_fsm_grpc::WatchHub;
 
@@ -15,18 +15,31 @@ use order_fsm_grpc::WatchHub;
 /// tells `hub`'s watchers about the ones that changed an order. With
 /// [`ReadModel::keep_finished`] it holds only the latest finished orders (memory bounded
 /// by live orders plus that many); older ones are for Elasticsearch to answer.
+///
+/// It also keeps the live gauge [`order_fsm::telemetry::ORDERS`]: how many orders are in
+/// each state, by the latest record of each (finished orders it no longer holds included).
 pub struct ReadModel {
     lifecycle: Arc<Lifecycle>,
     store: Arc<MemoryStore>,
     hub: WatchHub,
     keep_finished: Option<usize>,
     finished: Mutex<VecDeque<OrderId>>,
+    per_state: HashMap<StateId, metrics::Gauge>,
 }
 
 impl ReadModel {
     /// A read model over `store` and `hub`.
     pub fn new(lifecycle: Arc<Lifecycle>, store: Arc<MemoryStore>, hub: WatchHub) -> Self {
+        let per_state = lifecycle
+            .states()
+            .map(|state| {
+                let name = lifecycle.state_name(state);
+                let gauge = metrics::gauge!(order_fsm::telemetry::ORDERS, "state" => name);
+                (state, gauge)
+            })
+            .collect();
         Self {
+            per_state,
             lifecycle,
             store,
             hub,
@@ -40,6 +53,23 @@ impl ReadModel {
     pub fn keep_finished(mut self, orders: usize) -> Self {
         self.keep_finished = Some(orders);
         self
+    }
+
+    /// Moves each applied record's order from its `from` state to its `to` state in the
+    /// per-state gauges.
+    fn count(&self, applied: &[TransitionRecord]) {
+        let gauge = |name: &str| {
+            let state = self.lifecycle.state(name)?;
+            self.per_state.get(&state)
+        };
+        for record in applied {
+            if let Some(from) = record.from.as_deref().and_then(gauge) {
+                from.decrement(1.0);
+            }
+            if let Some(to) = gauge(&record.to) {
+                to.increment(1.0);
+            }
+        }
     }
 
     /// Notes the orders `applied` finished and returns those to drop.
@@ -70,6 +100,7 @@ impl TransitionSink for ReadModel {
         if applied.is_empty() {
             return Ok(());
         }
+        self.count(&applied);
         let dropped = self.over_the_bound(&applied);
         if !dropped.is_empty() {
             self.store.evict(&dropped).await?;

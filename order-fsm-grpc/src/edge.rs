@@ -128,7 +128,7 @@ fn relabel<B>(mut response: Response<B>) -> Response<B> {
     response
 }
 
-/// Logs a call answered with an error status (tonic sends a handler's error status in the
+/// Counts and logs (rate-limited) a call answered with an error status (tonic sends a handler's error status in the
 /// response headers).
 fn log_rejection<B>(throttle: &Throttle, method: &str, response: &Response<B>) {
     let headers = response.headers();
@@ -140,10 +140,11 @@ fn log_rejection<B>(throttle: &Throttle, method: &str, response: &Response<B>) {
     else {
         return;
     };
+    let code = tonic::Code::from_i32(code);
+    order_fsm::telemetry::refused("grpc", code_name(code));
     let Some(suppressed) = throttle.admit() else {
         return;
     };
-    let code = tonic::Code::from_i32(code);
     let message = headers
         .get("grpc-message")
         .and_then(|m| m.to_str().ok())
@@ -156,6 +157,30 @@ fn log_rejection<B>(throttle: &Throttle, method: &str, response: &Response<B>) {
         })
         .unwrap_or_default();
     tracing::warn!(%method, ?code, %message, suppressed, "grpc: call rejected");
+}
+
+/// The status code's name as Prometheus labels spell it.
+fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "ok",
+        Cancelled => "cancelled",
+        Unknown => "unknown",
+        InvalidArgument => "invalid_argument",
+        DeadlineExceeded => "deadline_exceeded",
+        NotFound => "not_found",
+        AlreadyExists => "already_exists",
+        PermissionDenied => "permission_denied",
+        ResourceExhausted => "resource_exhausted",
+        FailedPrecondition => "failed_precondition",
+        Aborted => "aborted",
+        OutOfRange => "out_of_range",
+        Unimplemented => "unimplemented",
+        Internal => "internal",
+        Unavailable => "unavailable",
+        DataLoss => "data_loss",
+        Unauthenticated => "unauthenticated",
+    }
 }
 
 /// `grpc-message` is percent-encoded; decodes the `%XX` escapes (invalid ones stay as they

@@ -247,6 +247,40 @@ impl Error {
         )
     }
 
+    /// A short, stable, snake-case name of the variant (`"illegal_transition"`,
+    /// `"invalid_field"`, ...): a label for metrics and logs whose set of values is small and
+    /// fixed, unlike the message.
+    ///
+    /// ```
+    /// let e = order_fsm::Error::invalid_field("price", "negative");
+    /// assert_eq!(e.kind(), "invalid_field");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidField { .. } => "invalid_field",
+            Self::IllegalTransition { .. } => "illegal_transition",
+            Self::Terminal { .. } => "terminal",
+            Self::UnknownEvent { .. } => "unknown_event",
+            Self::StaleVersion { .. } => "stale_version",
+            Self::Duplicate { .. } => "duplicate",
+            Self::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+            Self::AlreadyRejected { .. } => "already_rejected",
+            Self::Conflict { .. } => "conflict",
+            Self::NotFound { .. } => "not_found",
+            Self::UnknownState { .. } => "unknown_state",
+            Self::DuplicateTransition { .. } => "duplicate_transition",
+            Self::UnreachableState { .. } => "unreachable_state",
+            Self::DeadEnd { .. } => "dead_end",
+            Self::Config(_) => "config",
+            Self::Decode { .. } => "decode",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Overloaded { .. } => "overloaded",
+            Self::NotYetVisible { .. } => "not_yet_visible",
+            Self::Backend { .. } => "backend",
+            Self::Closed(_) => "closed",
+        }
+    }
+
     /// Whether the *message* that caused this error can never be applied and belongs in a
     /// dead-letter destination (bad input, illegal or unknown event, unknown order).
     pub fn is_rejection(&self) -> bool {

@@ -15,6 +15,7 @@ mod runner;
 mod sink;
 mod source;
 mod store;
+pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod throttle;

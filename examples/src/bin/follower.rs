@@ -15,6 +15,8 @@ use order_fsm_examples::followers::DestinationArgs;
 #[command(about = "Follow the transitions topic into Elasticsearch and e-mail")]
 struct Args {
     #[command(flatten)]
+    metrics: order_fsm_examples::telemetry::MetricsArgs,
+    #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
     destinations: DestinationArgs,
@@ -24,6 +26,7 @@ struct Args {
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     cli::init_tracing();
     let args = Args::parse();
+    args.metrics.install()?;
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let kafka = args.kafka.provisioned_config().await?;
     let (followers, _) = args.destinations.start(&kafka, &lifecycle).await?;

@@ -19,6 +19,8 @@ use tokio_util::sync::CancellationToken;
 #[command(about = "Serve the order intake over gRPC and HTTP")]
 struct Args {
     #[command(flatten)]
+    metrics: order_fsm_examples::telemetry::MetricsArgs,
+    #[command(flatten)]
     kafka: KafkaArgs,
     /// gRPC address.
     #[arg(long, env = "ORDER_FSM_GRPC_ADDR", default_value = "127.0.0.1:50051")]
@@ -43,6 +45,7 @@ struct Args {
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     cli::init_tracing();
     let args = Args::parse();
+    args.metrics.install()?;
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let kafka = args.kafka.provisioned_config().await?;
     let mut commands = KafkaCommandSink::new(&kafka)?;

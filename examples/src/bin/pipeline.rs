@@ -18,6 +18,8 @@ use order_fsm_examples::{cli, dataset, report};
 #[derive(Parser, Debug)]
 #[command(about = "Run the order system on embedded defaults and print what happened")]
 struct Args {
+    #[command(flatten)]
+    metrics: order_fsm_examples::telemetry::MetricsArgs,
     /// Orders to place.
     #[arg(long, default_value_t = 1_000)]
     orders: usize,
@@ -95,6 +97,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     cli::init_tracing();
     let args = Args::parse();
+    args.metrics.install()?;
     let outbox = args.out.join("outbox");
     if outbox.exists() {
         std::fs::remove_dir_all(&outbox)?;

@@ -24,6 +24,8 @@ use order_fsm_kafka::{KafkaDeadLetterSink, KafkaSource, KafkaStateLog, KafkaTran
 #[command(about = "Run order state machines from Kafka, publishing every transition")]
 struct Args {
     #[command(flatten)]
+    metrics: order_fsm_examples::telemetry::MetricsArgs,
+    #[command(flatten)]
     kafka: KafkaArgs,
     #[command(flatten)]
     dwell: DwellArgs,
@@ -44,6 +46,7 @@ struct Args {
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     cli::init_tracing();
     let args = Args::parse();
+    args.metrics.install()?;
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let kafka = args.kafka.provisioned_config().await?;
     let wait = Duration::from_secs(args.kafka.kafka_wait_secs);

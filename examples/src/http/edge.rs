@@ -163,6 +163,7 @@ async fn log_rejection(throttle: Arc<Throttle>, request: Request, next: Next) ->
     let response = next.run(request).await;
     let status = response.status();
     if status.is_client_error() || status.is_server_error() {
+        order_fsm::telemetry::refused("http", status.as_u16().to_string());
         if let Some(suppressed) = throttle.admit() {
             let field = response
                 .extensions()

@@ -75,6 +75,8 @@ pub(super) struct LagMeter {
     pub(super) progress: FollowerProgress,
     measured: Option<Instant>,
     warned: Option<Instant>,
+    /// Partitions whose lag gauge was last set, to zero those no longer owned.
+    reported: Vec<i32>,
 }
 
 impl LagMeter {
@@ -93,6 +95,7 @@ impl LagMeter {
             progress,
             measured: None,
             warned: None,
+            reported: Vec::new(),
         }
     }
 
@@ -105,9 +108,11 @@ impl LagMeter {
         self.measured = Some(Instant::now());
         let (consumer, topic) = (Arc::clone(&self.consumer), self.topic.clone());
         let lag = tokio::task::spawn_blocking(move || lag_of(&consumer, &topic, &next)).await;
-        let Ok(Some(lag)) = lag else {
+        let Ok(Some(per_partition)) = lag else {
             return; // brokers unreachable: keep the last figure
         };
+        self.report(&per_partition);
+        let lag = per_partition.iter().map(|(_, lag)| lag).sum();
         self.progress.0.lag.store(lag, Ordering::Relaxed);
         if lag > self.threshold && self.warned.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
             tracing::warn!(follower = %self.name, lag, "follower is behind the transitions topic");
@@ -118,7 +123,34 @@ impl LagMeter {
     }
 }
 
-fn lag_of(consumer: &StreamConsumer, topic: &str, next: &HashMap<i32, i64>) -> Option<u64> {
+impl LagMeter {
+    /// Sets the live lag gauge of each owned partition (and zeroes the ones given away).
+    fn report(&mut self, per_partition: &[(i32, u64)]) {
+        let gauge = |partition: i32| {
+            metrics::gauge!(
+                order_fsm::telemetry::FOLLOWER_LAG,
+                "follower" => self.name.clone(),
+                "partition" => partition.to_string()
+            )
+        };
+        for &gone in &self.reported {
+            if !per_partition.iter().any(|&(p, _)| p == gone) {
+                gauge(gone).set(0.0);
+            }
+        }
+        for &(partition, lag) in per_partition {
+            gauge(partition).set(lag as f64);
+        }
+        self.reported = per_partition.iter().map(|&(p, _)| p).collect();
+    }
+}
+
+/// Each owned partition's lag.
+fn lag_of(
+    consumer: &StreamConsumer,
+    topic: &str,
+    next: &HashMap<i32, i64>,
+) -> Option<Vec<(i32, u64)>> {
     let assignment = consumer.assignment().ok()?;
     let owned: Vec<i32> = assignment
         .elements_for_topic(topic)
@@ -160,11 +192,11 @@ fn lag_of(consumer: &StreamConsumer, topic: &str, next: &HashMap<i32, i64>) -> O
     }
     Some(
         ends.iter()
-            .map(|(p, end)| {
-                let start = starts.get(p).copied().unwrap_or(*end);
-                u64::try_from(end - start).unwrap_or(0)
+            .map(|(&p, end)| {
+                let start = starts.get(&p).copied().unwrap_or(*end);
+                (p, u64::try_from(end - start).unwrap_or(0))
             })
-            .sum(),
+            .collect(),
     )
 }
 

@@ -231,12 +231,12 @@ impl Poller {
         let (partition, offset) = (message.partition(), message.offset());
         let ticket = self.tracker.deliver(partition, offset);
         let payload = message.payload().unwrap_or_default();
-        let reason = if payload.is_empty() {
-            "cannot decode message: empty payload".to_owned()
+        let (kind, reason) = if payload.is_empty() {
+            ("decode", "cannot decode message: empty payload".to_owned())
         } else {
             match self.codec.decode(payload) {
                 Ok(command) => match key_mismatch(message.key(), &command) {
-                    Some(reason) => reason,
+                    Some(reason) => ("key_mismatch", reason),
                     None => {
                         let tracker = Arc::clone(&self.tracker);
                         let envelope = Envelope {
@@ -247,9 +247,10 @@ impl Poller {
                         return Some(Ok(Delivered::Message(envelope, ticket)));
                     }
                 },
-                Err(e) => e.to_string(),
+                Err(e) => ("decode", e.to_string()),
             }
         };
+        order_fsm::telemetry::dead_lettered(kind);
         self.dead_letter(message, reason, ticket);
         None
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+use crate::telemetry::{self, RunnerHandles};
 use crate::{Lifecycle, StateId, Timestamp, Transition};
 
 /// Count, mean and percentiles of a latency distribution, in microseconds.
@@ -199,6 +200,7 @@ impl Tally {
 struct WorkerTally {
     total: Tally,
     window: Tally,
+    live: RunnerHandles,
 }
 
 /// Shared measurement state: one lock per worker, so recording never contends.
@@ -226,7 +228,21 @@ impl Metrics {
     /// Records what one worker did in one batch.
     pub(crate) fn record(&self, worker: usize, batch: &BatchTally) {
         let mut guard = lock(&self.workers[worker]);
-        let WorkerTally { total, window } = &mut *guard;
+        let WorkerTally {
+            total,
+            window,
+            live,
+        } = &mut *guard;
+        live.record(
+            &self.lifecycle,
+            batch.placed,
+            batch.duplicates,
+            &batch.transitions,
+            &batch.processing_micros,
+        );
+        for &reason in &batch.dead_letter_reasons {
+            telemetry::dead_lettered(reason);
+        }
         for tally in [total, window] {
             tally.placed += batch.placed;
             tally.dead_lettered += batch.dead_lettered;
@@ -283,6 +299,8 @@ impl Metrics {
 pub(crate) struct BatchTally {
     pub(crate) placed: u64,
     pub(crate) dead_lettered: u64,
+    /// [`crate::Error::kind`] of each dead letter.
+    pub(crate) dead_letter_reasons: Vec<&'static str>,
     pub(crate) duplicates: u64,
     /// Each transition with its order's placement time.
     pub(crate) transitions: Vec<(Transition, Timestamp)>,
@@ -293,6 +311,7 @@ impl BatchTally {
     pub(crate) fn clear(&mut self) {
         self.placed = 0;
         self.dead_lettered = 0;
+        self.dead_letter_reasons.clear();
         self.duplicates = 0;
         self.transitions.clear();
         self.processing_micros.clear();

@@ -288,6 +288,7 @@ impl Worker {
     /// Plans, makes durable, publishes and acknowledges one batch, retrying what may
     /// succeed later. On success the batch is drained; on interruption it is left as it was.
     async fn process(&mut self, batch: &mut Vec<Work>) -> Result<(), Interrupted> {
+        let _in_flight = crate::telemetry::InFlight::start();
         let plan = if self.shared.state_log.is_some() {
             self.decide(batch).await?
         } else {

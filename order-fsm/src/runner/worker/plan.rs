@@ -248,6 +248,7 @@ impl Worker {
             Error::Duplicate { .. } => self.tally.duplicates += 1,
             error => {
                 self.tally.dead_lettered += 1;
+                self.tally.dead_letter_reasons.push(error.kind());
                 let reason = match &error {
                     Error::Conflict { .. } => {
                         format!("order {} already exists", envelope.command.order_id())
