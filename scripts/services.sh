@@ -16,10 +16,22 @@ python_clients() {
   python3 -c "import prometheus_client" 2>/dev/null || python3 -m pip install --quiet prometheus-client >&2
 }
 
+# promtool (Debian's `prometheus` package) validates deploy/prometheus.yml and the Grafana
+# dashboard's queries (examples/tests/deploy.rs).
+tools() {
+  command -v promtool >/dev/null 2>&1 && return
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get install -y --no-install-recommends prometheus >&2 ||
+    { $sudo apt-get update >&2 && $sudo apt-get install -y --no-install-recommends prometheus >&2; }
+}
+
 services_start() {
   local s
   echo "== installing Python interop clients (skipped when present)" >&2
   python_clients
+  echo "== installing promtool (skipped when present)" >&2
+  tools
   for s in "${SERVICES[@]}"; do
     echo "== installing $s (skipped when present)" >&2
     "scripts/$s.sh" install >&2

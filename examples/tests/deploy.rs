@@ -177,3 +177,147 @@ fn the_kibana_objects_reference_each_other_and_our_indices() {
     }
     assert!(objects.iter().any(|o| o["type"] == "dashboard"));
 }
+
+/// `promtool`, or `None` with the reason printed (CI must have it: scripts/services.sh).
+fn promtool() -> Option<&'static str> {
+    let found = Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "promtool is required in CI: apt-get install prometheus (scripts/services.sh)"
+        );
+        eprintln!("SKIPPED promtool checks: no promtool; apt-get install prometheus");
+        return None;
+    }
+    Some("promtool")
+}
+
+/// The port of every `--metrics-addr` in the compose file's program commands.
+fn compose_metrics_ports(compose: &Value) -> HashSet<String> {
+    ["intake", "worker"]
+        .iter()
+        .map(|program| {
+            let words: Vec<&str> = compose["services"][program]["command"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .map(|w| w.as_str().unwrap())
+                .collect();
+            let at = words
+                .iter()
+                .position(|w| *w == "--metrics-addr")
+                .unwrap_or_else(|| panic!("{program} serves no metrics"));
+            words[at + 1].rsplit(':').next().unwrap().to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn prometheus_scrapes_the_metrics_port_of_every_program() {
+    let compose: Value = serde_yaml::from_str(&read("deploy/compose.yaml")).unwrap();
+    let config: Value = serde_yaml::from_str(&read("deploy/prometheus.yml")).unwrap();
+    let ports = compose_metrics_ports(&compose);
+    let mut scraped = HashSet::new();
+    for job in config["scrape_configs"].as_sequence().unwrap() {
+        for target in job["static_configs"].as_sequence().into_iter().flatten() {
+            for t in target["targets"].as_sequence().unwrap() {
+                let (host, port) = t.as_str().unwrap().split_once(':').unwrap();
+                assert!(
+                    ports.contains(port),
+                    "{host} scraped on {port}, not {ports:?}"
+                );
+                scraped.insert(host.to_owned());
+            }
+        }
+        for sd in job["dns_sd_configs"].as_sequence().into_iter().flatten() {
+            let port = sd["port"].as_u64().unwrap().to_string();
+            assert!(ports.contains(&port), "scraped on {port}, not {ports:?}");
+            for name in sd["names"].as_sequence().unwrap() {
+                scraped.insert(name.as_str().unwrap().to_owned());
+            }
+        }
+    }
+    for program in ["intake", "worker"] {
+        assert!(scraped.contains(program), "{program} is not scraped");
+    }
+    let volumes = format!("{:?}", compose["services"]["prometheus"]["volumes"]);
+    assert!(volumes.contains("./prometheus.yml:"), "{volumes}");
+    if let Some(promtool) = promtool() {
+        let out = Command::new(promtool)
+            .args(["check", "config"])
+            .arg(root().join("deploy/prometheus.yml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
+#[test]
+fn the_grafana_dashboard_queries_only_metrics_the_programs_expose() {
+    let dashboard: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/dashboards/order-fsm.json")).unwrap();
+    let exprs: Vec<&str> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap())
+        .map(|t| t["expr"].as_str().unwrap())
+        .collect();
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    let known: HashSet<String> = order_fsm::telemetry::ALL
+        .iter()
+        .flat_map(|name| ["", "_bucket", "_sum", "_count"].map(|suffix| format!("{name}{suffix}")))
+        .collect();
+    let mut used = HashSet::new();
+    for expr in &exprs {
+        for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if word.starts_with("order_fsm_") {
+                assert!(known.contains(word), "`{word}` in `{expr}` is not exposed");
+                used.insert(word.trim_end_matches("_bucket").to_owned());
+            }
+        }
+    }
+    for name in order_fsm::telemetry::ALL {
+        assert!(used.contains(*name), "no panel shows {name}");
+    }
+    // Grafana loads it: the provisioning files point at the mounted folders.
+    let compose: Value = serde_yaml::from_str(&read("deploy/compose.yaml")).unwrap();
+    let volumes = format!("{:?}", compose["services"]["grafana"]["volumes"]);
+    let provider: Value = serde_yaml::from_str(&read(
+        "deploy/grafana/provisioning/dashboards/order-fsm.yaml",
+    ))
+    .unwrap();
+    let folder = provider["providers"][0]["options"]["path"]
+        .as_str()
+        .unwrap();
+    assert!(
+        volumes.contains(&format!("./grafana/dashboards:{folder}")),
+        "{volumes}"
+    );
+    assert!(volumes.contains("./grafana/provisioning:/etc/grafana/provisioning"));
+    // Every query is valid PromQL: promtool parses them as recording rules.
+    if let Some(promtool) = promtool() {
+        let rules = serde_json::json!({"groups": [{
+            "name": "dashboard",
+            "rules": exprs.iter().enumerate()
+                .map(|(i, e)| serde_json::json!({"record": format!("dashboard:query{i}"), "expr": e}))
+                .collect::<Vec<_>>(),
+        }]});
+        let file = std::env::temp_dir().join(format!("order-fsm-rules-{}.yml", std::process::id()));
+        std::fs::write(&file, rules.to_string()).unwrap(); // JSON is YAML
+        let out = Command::new(promtool)
+            .args(["check", "rules"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&file);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+}

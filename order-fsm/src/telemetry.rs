@@ -51,6 +51,22 @@ pub const ORDERS: &str = "order_fsm_orders";
 /// Gauge: a follower's lag in records, labelled `follower` and `partition`.
 pub const FOLLOWER_LAG: &str = "order_fsm_follower_lag_records";
 
+/// Every metric above (histograms are also exposed with `_bucket`, `_sum` and `_count`).
+pub const ALL: &[&str] = &[
+    ORDERS_PLACED,
+    TRANSITIONS,
+    COMMANDS_ACKED,
+    DUPLICATE_COMMANDS,
+    DEAD_LETTERS,
+    REFUSED_REQUESTS,
+    TRANSITION_SECONDS,
+    ORDER_SECONDS,
+    COMMAND_ACK_SECONDS,
+    IN_FLIGHT_BATCHES,
+    ORDERS,
+    FOLLOWER_LAG,
+];
+
 /// Counts one request of `api` (`"grpc"`, `"http"`) answered with the error `code` (a
 /// status code's name or number: a small fixed set).
 pub fn refused(api: &'static str, code: impl Into<std::borrow::Cow<'static, str>>) {
