@@ -17,20 +17,25 @@ python_clients() {
 }
 
 # promtool (Debian's `prometheus` package) validates deploy/prometheus.yml and the Grafana
-# dashboard's queries (examples/tests/deploy.rs).
+# dashboard's queries (examples/tests/deploy.rs); headless Chromium loads the live dashboard
+# (examples/tests/dashboard.rs). Each about 10 s to install.
 tools() {
-  command -v promtool >/dev/null 2>&1 && return
+  local packages=()
+  command -v promtool >/dev/null 2>&1 || packages+=(prometheus)
+  command -v chromium >/dev/null 2>&1 || packages+=(chromium)
+  [ "${#packages[@]}" -eq 0 ] && return
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  $sudo apt-get install -y --no-install-recommends prometheus >&2 ||
-    { $sudo apt-get update >&2 && $sudo apt-get install -y --no-install-recommends prometheus >&2; }
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get install -y --no-install-recommends "${packages[@]}" >&2 ||
+    { $sudo apt-get update >&2 && $sudo apt-get install -y --no-install-recommends "${packages[@]}" >&2; }
 }
 
 services_start() {
   local s
   echo "== installing Python interop clients (skipped when present)" >&2
   python_clients
-  echo "== installing promtool (skipped when present)" >&2
+  echo "== installing promtool and chromium (skipped when present)" >&2
   tools
   for s in "${SERVICES[@]}"; do
     echo "== installing $s (skipped when present)" >&2

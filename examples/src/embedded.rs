@@ -17,6 +17,8 @@ use order_fsm_kafka::{
 };
 use rdkafka::mocking::MockCluster;
 use tokio::net::TcpListener;
+
+use crate::dashboard::Dashboard;
 use tokio_util::sync::CancellationToken;
 
 use crate::followers::{Followers, MAIL_BATCH, READ_MODEL_FINISHED};
@@ -61,6 +63,8 @@ pub struct EmbeddedConfig {
     /// Most commands the intake lets wait for the workers before it answers
     /// `RESOURCE_EXHAUSTED` / 429 (see [`backlog_limit`]).
     pub backlog_limit: u64,
+    /// Serve the live dashboard (`/dashboard`) here while the run lasts.
+    pub dashboard_addr: Option<SocketAddr>,
 }
 
 /// Commands the embedded intake lets wait per partition by default. librdkafka's mock
@@ -153,12 +157,19 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
     let read_model = Arc::new(MemoryStore::new());
     let hub = WatchHub::default();
     let mut followers = Followers::default();
+    let dashboard = match config.dashboard_addr {
+        Some(addr) => Some(serve_dashboard(addr, &lifecycle).await?),
+        None => None,
+    };
     followers.spawn_read_model(
         &kafka,
         &lifecycle,
         read_model.clone(),
         hub.clone(),
         READ_MODEL_FINISHED,
+        dashboard
+            .as_ref()
+            .map(|(dashboard, _)| Arc::clone(dashboard)),
     )?;
     if let Some(outbox) = &config.outbox {
         let mail = EmailNotifier::outbox(
@@ -283,6 +294,31 @@ fn discount_warm_up(snapshot: &mut order_fsm::MetricsSnapshot, elapsed_secs: f64
     snapshot.transitions_per_sec = snapshot.transitions as f64 / elapsed_secs.max(1e-9);
     snapshot.orders_finished_per_sec =
         snapshot.orders_finished_total() as f64 / elapsed_secs.max(1e-9);
+}
+
+/// Serves a live dashboard on `addr` until the returned guard drops.
+async fn serve_dashboard(
+    addr: SocketAddr,
+    lifecycle: &Arc<Lifecycle>,
+) -> Result<(Arc<Dashboard>, tokio_util::sync::DropGuard), BoxError> {
+    let dashboard = Arc::new(Dashboard::new(Arc::clone(lifecycle)));
+    let listener = TcpListener::bind(addr).await?;
+    println!(
+        "live dashboard: http://{}/dashboard",
+        listener.local_addr()?
+    );
+    let stop = CancellationToken::new();
+    let app = Arc::clone(&dashboard).router();
+    let shutdown = stop.clone().cancelled_owned();
+    tokio::spawn(async move {
+        if let Err(e) = crate::http::HttpEdge::default()
+            .serve(listener, app, shutdown)
+            .await
+        {
+            tracing::error!(error = %e, "dashboard stopped");
+        }
+    });
+    Ok((dashboard, stop.drop_guard()))
 }
 
 async fn start_intake(

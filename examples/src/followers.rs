@@ -11,6 +11,7 @@ use order_fsm_grpc::WatchHub;
 use order_fsm_kafka::{FollowerProgress, FollowerReport, KafkaConfig, KafkaError, KafkaFollower};
 use tokio_util::sync::CancellationToken;
 
+use crate::dashboard::Dashboard;
 use crate::notify::{EmailNotifier, Language};
 use crate::projection::ReadModel;
 
@@ -144,7 +145,8 @@ impl Followers {
 
     /// Runs the intake's read model: an ephemeral follower (the whole topic at each start,
     /// no commits) projecting into `store` and `hub`, keeping the latest `keep_finished`
-    /// finished orders (older ones are for Elasticsearch to answer).
+    /// finished orders (older ones are for Elasticsearch to answer), and feeding
+    /// `dashboard` when given.
     ///
     /// # Errors
     /// Kafka client errors.
@@ -155,11 +157,16 @@ impl Followers {
         store: Arc<MemoryStore>,
         hub: WatchHub,
         keep_finished: usize,
+        dashboard: Option<Arc<Dashboard>>,
     ) -> Result<(), KafkaError> {
         let follower = KafkaFollower::builder(kafka, "read-model")
             .ephemeral()
             .build()?;
-        let model = ReadModel::new(Arc::clone(lifecycle), store, hub).keep_finished(keep_finished);
+        let mut model =
+            ReadModel::new(Arc::clone(lifecycle), store, hub).keep_finished(keep_finished);
+        if let Some(dashboard) = dashboard {
+            model = model.with_dashboard(dashboard);
+        }
         self.spawn(follower, Arc::new(model));
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! they share: data sets, e-mail notifications and reports.
 
 pub mod cli;
+pub mod dashboard;
 pub mod dataset;
 pub mod embedded;
 pub mod followers;

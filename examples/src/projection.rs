@@ -11,6 +11,8 @@ use order_fsm::{
 };
 use order_fsm_grpc::WatchHub;
 
+use crate::dashboard::Dashboard;
+
 /// Projects transitions into `store` (an older or repeated record changes nothing) and
 /// tells `hub`'s watchers about the ones that changed an order. With
 /// [`ReadModel::keep_finished`] it holds only the latest finished orders (memory bounded
@@ -25,6 +27,7 @@ pub struct ReadModel {
     keep_finished: Option<usize>,
     finished: Mutex<VecDeque<OrderId>>,
     per_state: HashMap<StateId, metrics::Gauge>,
+    dashboard: Option<Arc<Dashboard>>,
 }
 
 impl ReadModel {
@@ -40,12 +43,20 @@ impl ReadModel {
             .collect();
         Self {
             per_state,
+            dashboard: None,
             lifecycle,
             store,
             hub,
             keep_finished: None,
             finished: Mutex::default(),
         }
+    }
+
+    /// Also feeds `dashboard` every record it applies.
+    #[must_use]
+    pub fn with_dashboard(mut self, dashboard: Arc<Dashboard>) -> Self {
+        self.dashboard = Some(dashboard);
+        self
     }
 
     /// Keeps at most `orders` finished orders, dropping the oldest finished first.
@@ -101,6 +112,9 @@ impl TransitionSink for ReadModel {
             return Ok(());
         }
         self.count(&applied);
+        if let Some(dashboard) = &self.dashboard {
+            dashboard.observe(&applied);
+        }
         let dropped = self.over_the_bound(&applied);
         if !dropped.is_empty() {
             self.store.evict(&dropped).await?;

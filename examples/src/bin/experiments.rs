@@ -57,6 +57,7 @@ fn base(orders: usize) -> EmbeddedConfig {
         backlog_limit: embedded::backlog_limit(4),
         brokers: None,
         duration: None,
+        dashboard_addr: None,
     }
 }
 

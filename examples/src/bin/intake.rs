@@ -1,5 +1,5 @@
 //! The intake process: the gRPC order service and an HTTP gateway (`POST /orders`,
-//! `POST /orders/batch`, `GET /orders/{id}`), placing orders on Kafka and answering reads
+//! `POST /orders/batch`, `GET /orders/{id}`, the live `GET /dashboard`), placing orders on Kafka and answering reads
 //! from a read model that follows the transitions topic, or, with `--store postgres://...`,
 //! from the PostgreSQL rows the workers write (watch streams still follow the topic).
 
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use clap::Parser;
 use order_fsm::{Lifecycle, MemoryStore, OrderStore};
 use order_fsm_examples::cli::{self, KafkaArgs, StoreArgs};
+use order_fsm_examples::dashboard::Dashboard;
 use order_fsm_examples::followers::{Followers, READ_MODEL_FINISHED};
 use order_fsm_examples::http;
 use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
@@ -63,6 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         None => read_model.clone(),
     };
     let hub = WatchHub::default();
+    let dashboard = Arc::new(Dashboard::new(Arc::clone(&lifecycle)));
 
     let stop = CancellationToken::new();
     // The read model is rebuilt from the whole topic at each start (no committed offsets).
@@ -73,6 +75,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         read_model,
         hub.clone(),
         READ_MODEL_FINISHED,
+        Some(Arc::clone(&dashboard)),
     )?;
     let grpc = OrderServiceBuilder::new(Arc::clone(&lifecycle))
         .with_commands(commands.clone())
@@ -87,13 +90,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         );
     let grpc = tokio::spawn(grpc.serve(stop.clone().cancelled_owned()));
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
-    let app = http::router(lifecycle, commands, store);
+    let app = http::router(lifecycle, commands, store).merge(dashboard.router());
     let http_stop = stop.clone().cancelled_owned();
     let edge = args.edge.http();
     let http = tokio::spawn(async move { edge.serve(listener, app, http_stop).await });
     eprintln!(
-        "intake: gRPC on {}, HTTP on {}",
-        args.grpc_addr, args.http_addr
+        "intake: gRPC on {}, HTTP on {} (live dashboard: http://{}/dashboard)",
+        args.grpc_addr, args.http_addr, args.http_addr
     );
 
     let failure = tokio::select! {

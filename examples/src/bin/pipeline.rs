@@ -71,6 +71,10 @@ struct Args {
     /// topics of the run's own.
     #[arg(long)]
     brokers: Option<String>,
+    /// Serve the live dashboard on this address while the run lasts
+    /// (`http://ADDR/dashboard`; `127.0.0.1:0` picks a port and prints it).
+    #[arg(long)]
+    dashboard_addr: Option<std::net::SocketAddr>,
     /// Where the summary, charts and outbox go.
     #[arg(long, default_value = "target/pipeline")]
     out: PathBuf,
@@ -134,6 +138,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         backlog_limit: args
             .backlog_limit
             .unwrap_or_else(|| embedded::backlog_limit(args.partitions)),
+        dashboard_addr: args.dashboard_addr,
     })
     .await?;
 
