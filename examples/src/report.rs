@@ -4,6 +4,7 @@ use std::path::Path;
 
 use order_fsm::{MetricsRecord, MetricsSnapshot};
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::Serialize;
 
 /// The JSON summary of a run.
@@ -137,42 +138,89 @@ pub fn write_all(dir: &Path, summary: &Summary, windows: &[MetricsRecord]) -> Ch
     Ok(())
 }
 
+/// Windows from the first with any activity to the last with any: start-up (group joins,
+/// warm-up) before the first order and idle time after the last are not the run.
+fn active(windows: &[MetricsRecord]) -> &[MetricsRecord] {
+    let busy = |w: &MetricsRecord| w.metrics.orders_placed > 0 || w.metrics.transitions > 0;
+    let first = windows.iter().position(busy).unwrap_or(windows.len());
+    let last = windows.iter().rposition(busy).map_or(first, |i| i + 1);
+    &windows[first..last.max(first)]
+}
+
 fn throughput_chart(path: &Path, windows: &[MetricsRecord]) -> ChartResult {
+    let windows = active(windows);
     let start = windows.first().map_or(0, |w| w.window_start.as_micros());
-    let points: Vec<(f64, f64)> = windows
+    let at = |w: &MetricsRecord| w.window_end.as_micros().saturating_sub(start) as f64 / 1e6;
+    let placed: Vec<(f64, f64)> = windows
         .iter()
         .map(|w| {
-            let t = w.window_end.as_micros().saturating_sub(start) as f64 / 1e6;
-            (t, w.metrics.transitions_per_sec)
+            (
+                at(w),
+                w.metrics.orders_placed as f64 / w.metrics.elapsed_secs.max(1e-9),
+            )
         })
         .collect();
-    let max_t = points.iter().map(|p| p.0).fold(1.0, f64::max);
-    let max_y = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.1;
+    let finished: Vec<(f64, f64)> = windows
+        .iter()
+        .map(|w| (at(w), w.metrics.orders_finished_per_sec))
+        .collect();
+    let transitions: Vec<(f64, f64)> = windows
+        .iter()
+        .map(|w| (at(w), w.metrics.transitions_per_sec))
+        .collect();
+    let max_t = transitions.iter().map(|p| p.0).fold(0.1, f64::max);
+    let max_y = [&placed, &finished, &transitions]
+        .iter()
+        .flat_map(|series| series.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.25; // headroom for the legend
     let root = SVGBackend::new(path, (900, 480)).into_drawing_area();
     root.fill(&WHITE)?;
     let mut chart = ChartBuilder::on(&root)
-        .caption("Throughput over time", ("sans-serif", 22))
+        .caption(
+            "Throughput, from the first order to the last",
+            ("sans-serif", 22),
+        )
         .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(70)
+        .x_label_area_size(44)
+        .y_label_area_size(80)
         .build_cartesian_2d(0.0..max_t, 0.0..max_y)?;
     chart
         .configure_mesh()
-        .x_desc("seconds since start")
-        .y_desc("transitions / s")
+        .x_desc("seconds since the first order")
+        .y_desc("per second")
+        .y_label_formatter(&|v| format!("{v:.0}"))
         .draw()?;
-    chart.draw_series(LineSeries::new(points.iter().copied(), &BLUE))?;
-    chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))?;
+    let series = [
+        ("state changes / s", &transitions, RGBColor(84, 162, 75)),
+        ("orders placed / s", &placed, RGBColor(76, 120, 168)),
+        ("orders finished / s", &finished, RGBColor(245, 133, 24)),
+    ];
+    for (name, points, color) in series {
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                color.stroke_width(2),
+            ))?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2)));
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
     root.present()?;
     Ok(())
 }
 
+/// A transition whose p99 is at most this many microseconds took no time worth a bar (a
+/// chained step without dwell): it is named, not drawn.
+const NO_TIME_US: u64 = 50;
+
 fn latency_chart(path: &Path, metrics: &MetricsSnapshot) -> ChartResult {
     let rows = &metrics.per_transition;
-    let labels: Vec<String> = rows
-        .iter()
-        .map(|t| format!("{}→{}", t.from, t.to))
-        .collect();
     let ms = |us: u64| us as f64 / 1e3;
     let max_y = rows
         .iter()
@@ -184,12 +232,12 @@ fn latency_chart(path: &Path, metrics: &MetricsSnapshot) -> ChartResult {
     let n = rows.len().max(1);
     let mut chart = ChartBuilder::on(&root)
         .caption(
-            "Latency per transition (p50 / p90 / p99)",
+            "Time in a state before each transition (p50 / p90 / p99)",
             ("sans-serif", 22),
         )
         .margin(12)
-        .x_label_area_size(60)
-        .y_label_area_size(70)
+        .x_label_area_size(56)
+        .y_label_area_size(80)
         .build_cartesian_2d(0.0..n as f64, 0.0..max_y)?;
     chart
         .configure_mesh()
@@ -197,31 +245,115 @@ fn latency_chart(path: &Path, metrics: &MetricsSnapshot) -> ChartResult {
         .x_labels(0)
         .y_desc("milliseconds")
         .draw()?;
-    // Each group is named above its bars (plotters places axis ticks on round numbers).
-    chart.draw_series(rows.iter().zip(&labels).enumerate().map(|(i, (t, label))| {
-        Text::new(
-            label.clone(),
-            (i as f64 + 0.12, ms(t.latency.p99_us) + max_y * 0.03),
-            ("sans-serif", 14),
-        )
-    }))?;
     let series = [
-        (0, RGBColor(90, 160, 220)),
-        (1, RGBColor(240, 170, 60)),
-        (2, RGBColor(210, 70, 70)),
+        ("p50", RGBColor(90, 160, 220)),
+        ("p90", RGBColor(240, 170, 60)),
+        ("p99", RGBColor(210, 70, 70)),
     ];
-    for (k, color) in series {
-        let name = ["p50", "p90", "p99"][k];
+    for (k, (name, color)) in series.into_iter().enumerate() {
         chart
-            .draw_series(rows.iter().enumerate().map(|(i, t)| {
-                let v = [t.latency.p50_us, t.latency.p90_us, t.latency.p99_us][k];
-                let x0 = i as f64 + 0.15 + 0.23 * k as f64;
-                Rectangle::new([(x0, 0.0), (x0 + 0.22, ms(v))], color.filled())
-            }))?
+            .draw_series(
+                rows.iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.latency.p99_us > NO_TIME_US)
+                    .map(|(i, t)| {
+                        let v = [t.latency.p50_us, t.latency.p90_us, t.latency.p99_us][k];
+                        let x0 = i as f64 + 0.15 + 0.23 * k as f64;
+                        Rectangle::new([(x0, 0.0), (x0 + 0.22, ms(v))], color.filled())
+                    }),
+            )?
             .label(name)
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 10, y + 5)], color.filled()));
     }
-    chart.configure_series_labels().border_style(BLACK).draw()?;
+    // Each group is named under the axis, centred on its bars; one that took no time says so
+    // where its bars would be.
+    let centred = |size: u32| {
+        ("sans-serif", size)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Center, VPos::Top))
+    };
+    for (i, t) in rows.iter().enumerate() {
+        let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+        root.draw(&Text::new(format!("{} →", t.from), (x, y + 8), centred(14)))?;
+        root.draw(&Text::new(t.to.to_string(), (x, y + 26), centred(14)))?;
+        if t.latency.p99_us <= NO_TIME_US {
+            let note = format!("no wait (p99 {} µs)", t.latency.p99_us);
+            root.draw(&Text::new(note, (x, y - 24), centred(13)))?;
+        }
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
     root.present()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use order_fsm::{MetricsSnapshot, Timestamp};
+
+    fn window(start_ms: u64, placed: u64, transitions: u64) -> MetricsRecord {
+        MetricsRecord {
+            window_start: Timestamp::from_micros(start_ms * 1_000),
+            window_end: Timestamp::from_micros((start_ms + 100) * 1_000),
+            metrics: MetricsSnapshot {
+                orders_placed: placed,
+                transitions,
+                ..MetricsSnapshot::default()
+            },
+        }
+    }
+
+    #[test]
+    fn charts_cover_the_first_order_to_the_last_not_start_up_or_idle_time() {
+        let windows: Vec<_> = [(0, 0), (0, 0), (5, 0), (3, 9), (0, 4), (0, 0)]
+            .iter()
+            .enumerate()
+            .map(|(i, &(placed, transitions))| window(i as u64 * 100, placed, transitions))
+            .collect();
+        let run = active(&windows);
+        assert_eq!(run.len(), 3);
+        assert_eq!(run[0].window_start.as_micros(), 200_000);
+        assert!(active(&windows[..2]).is_empty(), "nothing happened");
+    }
+
+    #[test]
+    fn writes_both_charts_with_units_and_names_transitions_that_took_no_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut metrics = MetricsSnapshot::default();
+        for (from, to, p99_us) in [
+            ("processing", "preparing", 40_000),
+            ("preparing", "shipped", 3),
+        ] {
+            metrics.per_transition.push(order_fsm::TransitionLatency {
+                from: from.into(),
+                to: to.into(),
+                latency: order_fsm::LatencySummary {
+                    count: 10,
+                    p50_us: p99_us / 2,
+                    p90_us: p99_us,
+                    p99_us,
+                    max_us: p99_us,
+                    mean_us: p99_us as f64 / 2.0,
+                },
+            });
+        }
+        let summary = Summary::new(10, 1.0, metrics);
+        let windows = [window(0, 0, 0), window(100, 10, 20)];
+        write_all(dir.path(), &summary, &windows).unwrap();
+        let throughput = std::fs::read_to_string(dir.path().join("throughput.svg")).unwrap();
+        assert!(throughput.contains("seconds since the first order"));
+        assert!(throughput.contains("per second"));
+        let latency = std::fs::read_to_string(dir.path().join("latency.svg")).unwrap();
+        assert!(latency.contains("milliseconds"));
+        assert!(
+            latency.contains("no wait (p99 3 µs)"),
+            "the empty group says why"
+        );
+        assert!(latency.contains("processing →"));
+    }
 }
