@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{free_port, kafka_args, spawn, unique_prefix, until};
+use common::{tool_available, until, IntakeAndWorker};
 use order_fsm::testing::service_address;
 use order_fsm::Purchase;
 
@@ -21,24 +21,6 @@ fn purchases() -> Vec<Purchase> {
         .into_iter()
         .map(Purchase::from)
         .collect()
-}
-
-/// Headless Chromium's binary, or `None` with the reason printed (CI must have it:
-/// scripts/services.sh installs it).
-fn chromium() -> Option<&'static str> {
-    let found = Command::new("chromium")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").is_err(),
-            "chromium is required in CI: apt-get install chromium (scripts/services.sh)"
-        );
-        eprintln!("SKIPPED: no chromium; apt-get install chromium");
-        return None;
-    }
-    Some("chromium")
 }
 
 /// Runs headless Chromium on `url` with `extra` flags, after `budget_ms` of virtual time
@@ -85,34 +67,12 @@ async fn the_dashboard_draws_the_orders_in_a_real_browser() {
     let Some(brokers) = service_address("ORDER_FSM_KAFKA_BROKERS") else {
         return;
     };
-    let Some(browser) = chromium() else {
+    if !tool_available("chromium", "apt-get install chromium") {
         return;
-    };
-    let prefix = unique_prefix("dashboard");
-    let group = format!("{prefix}workers");
-    let (grpc, http_addr) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
-    let _worker = spawn(
-        env!("CARGO_BIN_EXE_worker"),
-        &kafka_args(&brokers, &prefix, &["--group", &group, "--dwell-ms", "300"]),
-    );
-    let _intake = spawn(
-        env!("CARGO_BIN_EXE_intake"),
-        &kafka_args(
-            &brokers,
-            &prefix,
-            &[
-                "--group",
-                &group,
-                "--grpc-addr",
-                &grpc,
-                "--http-addr",
-                &http_addr,
-            ],
-        ),
-    );
+    }
+    let browser = "chromium";
+    let processes = IntakeAndWorker::start(&brokers, "dashboard", &["--dwell-ms", "300"], &[]);
+    let http_addr = &processes.http;
     let http = reqwest::Client::new();
     let page = format!("http://{http_addr}/dashboard");
     until("the intake's dashboard", Duration::from_secs(60), || {

@@ -2,6 +2,8 @@
 //! this checks that they parse and reference what exists: programs, their flags and
 //! environment variables, index names and saved-object references.
 
+mod common;
+
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::Command;
@@ -178,21 +180,9 @@ fn the_kibana_objects_reference_each_other_and_our_indices() {
     assert!(objects.iter().any(|o| o["type"] == "dashboard"));
 }
 
-/// `promtool`, or `None` with the reason printed (CI must have it: scripts/services.sh).
+/// `promtool`, or `None` with the reason printed.
 fn promtool() -> Option<&'static str> {
-    let found = Command::new("promtool")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var("CI").is_err(),
-            "promtool is required in CI: apt-get install prometheus (scripts/services.sh)"
-        );
-        eprintln!("SKIPPED promtool checks: no promtool; apt-get install prometheus");
-        return None;
-    }
-    Some("promtool")
+    common::tool_available("promtool", "apt-get install prometheus").then_some("promtool")
 }
 
 /// The port of every `--metrics-addr` in the compose file's program commands.

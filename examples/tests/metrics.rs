@@ -10,7 +10,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{free_port, kafka_args, spawn, unique_prefix, until};
+use common::{free_port, until, IntakeAndWorker};
 use order_fsm::telemetry;
 use order_fsm::testing::service_address;
 use order_fsm::Purchase;
@@ -107,41 +107,17 @@ async fn the_intake_and_a_worker_expose_what_happened_in_prometheus_format() {
     if !parser_available() {
         return;
     }
-    let prefix = unique_prefix("metrics");
-    let group = format!("{prefix}workers");
-    let (grpc, http_addr) = (
-        format!("127.0.0.1:{}", free_port()),
-        format!("127.0.0.1:{}", free_port()),
-    );
     let (intake_metrics, worker_metrics) = (
         format!("127.0.0.1:{}", free_port()),
         format!("127.0.0.1:{}", free_port()),
     );
-    let _worker = spawn(
-        env!("CARGO_BIN_EXE_worker"),
-        &kafka_args(
-            &brokers,
-            &prefix,
-            &["--group", &group, "--metrics-addr", &worker_metrics],
-        ),
+    let processes = IntakeAndWorker::start(
+        &brokers,
+        "metrics",
+        &["--metrics-addr", &worker_metrics],
+        &["--metrics-addr", &intake_metrics],
     );
-    let _intake = spawn(
-        env!("CARGO_BIN_EXE_intake"),
-        &kafka_args(
-            &brokers,
-            &prefix,
-            &[
-                "--group",
-                &group,
-                "--grpc-addr",
-                &grpc,
-                "--http-addr",
-                &http_addr,
-                "--metrics-addr",
-                &intake_metrics,
-            ],
-        ),
-    );
+    let (grpc, http_addr) = (&processes.grpc, &processes.http);
     let http = reqwest::Client::new();
     until(
         "the intake's HTTP listener",

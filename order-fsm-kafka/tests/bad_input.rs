@@ -7,11 +7,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{completed, eventually, header, read_topic, Broker, Running};
-use order_fsm::{Command, CommandSink, Dwell, Lifecycle, MemoryStore, OrderId, Purchase, Runner};
+use common::{await_dead_letters, completed, eventually, header, Broker, Running};
+use order_fsm::{Command, CommandSink, MemoryStore, OrderId, Purchase};
 use order_fsm_kafka::{
-    KafkaCommandSink, KafkaDeadLetterSink, HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON,
-    HEADER_TOPIC,
+    KafkaCommandSink, HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC,
 };
 use rand::RngCore;
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -20,15 +19,7 @@ use rdkafka::{ClientConfig, Message};
 async fn dead_letters(broker: Broker) {
     let config = broker.config("bad-input", 2).await;
     let store = Arc::new(MemoryStore::new());
-    let runner = Runner::builder(Lifecycle::ecommerce())
-        .store(store.clone())
-        .dead_letters(Arc::new(
-            KafkaDeadLetterSink::new(&config).expect("dlq sink"),
-        ))
-        .auto_advance(Dwell::None)
-        .build()
-        .expect("runner");
-    let running = Running::start(Arc::new(runner), &config);
+    let running = Running::dead_lettering(&config, Some(store.clone()));
 
     // Four bad messages, then five good orders.
     let producer: FutureProducer = ClientConfig::new()
@@ -81,15 +72,8 @@ async fn dead_letters(broker: Broker) {
         },
     )
     .await;
-    let dlq = config.dead_letter_topic().to_owned();
-    eventually("four dead letters", Duration::from_secs(30), || {
-        let (config, dlq) = (config.clone(), dlq.clone());
-        async move { read_topic(&config, &dlq).await.len() >= 4 }
-    })
-    .await;
+    let letters = await_dead_letters(&config, 4, Duration::from_secs(30)).await;
     running.stop().await;
-
-    let letters = read_topic(&config, &dlq).await;
     assert_eq!(letters.len(), 4, "exactly the four bad messages");
     for letter in &letters {
         let key = String::from_utf8_lossy(letter.key().expect("key")).into_owned();

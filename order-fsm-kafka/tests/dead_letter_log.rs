@@ -8,10 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::{eventually, Broker, Running};
-use order_fsm::{
-    Command, CommandSink, DeadLetter, DeadLetterSink, Dwell, Lifecycle, OrderId, Origin, Purchase,
-    Runner,
-};
+use order_fsm::{Command, CommandSink, DeadLetter, DeadLetterSink, OrderId, Origin, Purchase};
 use order_fsm_kafka::{KafkaCommandSink, KafkaDeadLetterSink};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
@@ -81,14 +78,7 @@ fn purchase_of(email: &str) -> Purchase {
 async fn every_dead_letter_is_logged_without_customer_data(broker: Broker) {
     log();
     let config = broker.config("dlq-log", 1).await;
-    let runner = Runner::builder(Lifecycle::ecommerce())
-        .dead_letters(Arc::new(
-            KafkaDeadLetterSink::new(&config).expect("dlq sink"),
-        ))
-        .auto_advance(Dwell::None)
-        .build()
-        .expect("runner");
-    let running = Running::start(Arc::new(runner), &config);
+    let running = Running::dead_lettering(&config, None);
 
     // Undecodable (no event id): dead-lettered by the source.
     let id = uuid::Uuid::new_v4().simple().to_string();

@@ -6,14 +6,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, header, read_topic, Broker, Running};
-use order_fsm::{Command, CommandSink, Dwell, Lifecycle, Purchase, Runner};
+use common::{await_dead_letters, header, Broker, Running};
+use order_fsm::{Command, CommandSink, Purchase};
 use order_fsm_kafka::{
-    KafkaCommandSink, KafkaConfig, KafkaDeadLetterSink, HEADER_OFFSET, HEADER_PARTITION,
-    HEADER_REASON, HEADER_REDACTED, HEADER_TOPIC,
+    KafkaCommandSink, KafkaConfig, HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_REDACTED,
+    HEADER_TOPIC,
 };
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
@@ -38,14 +37,7 @@ async fn redacted_dead_letters(broker: Broker) {
                 .with_dead_letter_retention(RETENTION)
         })
         .await;
-    let runner = Runner::builder(Lifecycle::ecommerce())
-        .dead_letters(Arc::new(
-            KafkaDeadLetterSink::new(&config).expect("dlq sink"),
-        ))
-        .auto_advance(Dwell::None)
-        .build()
-        .expect("runner");
-    let running = Running::start(Arc::new(runner), &config);
+    let running = Running::dead_lettering(&config, None);
 
     let id = uuid::Uuid::new_v4().simple().to_string();
     let email = |what: &str| format!("{what}-{id}@example.com");
@@ -86,15 +78,8 @@ async fn redacted_dead_letters(broker: Broker) {
         .await
         .expect("submit");
 
-    let dlq = config.dead_letter_topic().to_owned();
-    eventually("three dead letters", Duration::from_secs(60), || {
-        let (config, dlq) = (config.clone(), dlq.clone());
-        async move { read_topic(&config, &dlq).await.len() >= 3 }
-    })
-    .await;
+    let letters = await_dead_letters(&config, 3, Duration::from_secs(60)).await;
     running.stop().await;
-
-    let letters = read_topic(&config, &dlq).await;
     assert_eq!(letters.len(), 3);
     for letter in &letters {
         let payload = String::from_utf8_lossy(letter.payload().expect("payload")).into_owned();

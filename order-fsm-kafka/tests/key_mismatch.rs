@@ -9,24 +9,16 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{completed, eventually, header, read_topic, Broker, Running};
-use order_fsm::{Command, CommandSink, Dwell, Lifecycle, MemoryStore, OrderId, Purchase, Runner};
-use order_fsm_kafka::{KafkaCommandSink, KafkaDeadLetterSink, HEADER_REASON, HEADER_TOPIC};
+use common::{await_dead_letters, completed, eventually, header, Broker, Running};
+use order_fsm::{Command, CommandSink, MemoryStore, OrderId, Purchase};
+use order_fsm_kafka::{KafkaCommandSink, HEADER_REASON, HEADER_TOPIC};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 
 async fn mis_keyed_commands_are_dead_lettered(broker: Broker) {
     let config = broker.config("key-mismatch", 2).await;
     let store = Arc::new(MemoryStore::new());
-    let runner = Runner::builder(Lifecycle::ecommerce())
-        .store(store.clone())
-        .dead_letters(Arc::new(
-            KafkaDeadLetterSink::new(&config).expect("dlq sink"),
-        ))
-        .auto_advance(Dwell::None)
-        .build()
-        .expect("runner");
-    let running = Running::start(Arc::new(runner), &config);
+    let running = Running::dead_lettering(&config, Some(store.clone()));
 
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", config.brokers())
@@ -77,15 +69,8 @@ async fn mis_keyed_commands_are_dead_lettered(broker: Broker) {
         },
     )
     .await;
-    let dlq = config.dead_letter_topic().to_owned();
-    eventually("two dead letters", Duration::from_secs(30), || {
-        let (config, dlq) = (config.clone(), dlq.clone());
-        async move { read_topic(&config, &dlq).await.len() >= 2 }
-    })
-    .await;
+    let letters = await_dead_letters(&config, 2, Duration::from_secs(30)).await;
     running.stop().await;
-
-    let letters = read_topic(&config, &dlq).await;
     assert_eq!(letters.len(), 2, "exactly the two mis-keyed commands");
     for (command, key) in [(&other_order, &other_key), (&upper_case, &upper_key)] {
         let letter = letters

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::process::{assert_all_complete, one_at_a_time, place_orders, WorkerProcess};
-use common::{eventually, header, read_topic, Broker};
+use common::{await_dead_letters, header, Broker};
 use order_fsm::{Command, Purchase};
 use order_fsm_kafka::{HEADER_ORIGINAL_SHA256, HEADER_ORIGINAL_SIZE, MAX_DEAD_LETTER_PAYLOAD};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -46,13 +46,7 @@ async fn poison_messages_do_not_stop_a_partition(broker: Broker) {
     placing.await.expect("placing");
     assert_all_complete(&config, &ids, Duration::from_secs(60)).await;
 
-    let dlq = config.dead_letter_topic().to_owned();
-    eventually("two dead letters", Duration::from_secs(30), || {
-        let (config, dlq) = (config.clone(), dlq.clone());
-        async move { read_topic(&config, &dlq).await.len() >= 2 }
-    })
-    .await;
-    let letters = read_topic(&config, &dlq).await;
+    let letters = await_dead_letters(&config, 2, Duration::from_secs(30)).await;
     assert_eq!(letters.len(), 2, "one dead letter each");
     let mut sizes = Vec::new();
     for letter in &letters {

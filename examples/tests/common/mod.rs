@@ -375,3 +375,67 @@ pub async fn place(commands: &KafkaCommandSink, orders: usize) {
 pub fn unique_prefix(test: &str) -> String {
     format!("{test}-{}-", OrderId::random().as_u128() % 1_000_000_007)
 }
+
+/// Whether the command-line tool `program` runs (`program --version`). When it does not,
+/// CI fails (its scripts install it: scripts/services.sh) and elsewhere the test prints
+/// why it skips.
+pub fn tool_available(program: &str, install: &str) -> bool {
+    let found = Command::new(program)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var("CI").is_err(),
+            "{program} is required in CI: {install} (scripts/services.sh)"
+        );
+        eprintln!("SKIPPED: no {program}; {install}");
+    }
+    found
+}
+
+/// An intake and a worker process on one group of their own topics.
+pub struct IntakeAndWorker {
+    pub intake: Process,
+    pub worker: Process,
+    /// The intake's gRPC address.
+    pub grpc: String,
+    /// The intake's HTTP address.
+    pub http: String,
+}
+
+impl IntakeAndWorker {
+    /// Starts both on tansu at `brokers`, topics prefixed for `test`, each with its extra
+    /// flags.
+    pub fn start(brokers: &str, test: &str, worker: &[&str], intake: &[&str]) -> Self {
+        let prefix = unique_prefix(test);
+        let group = format!("{prefix}workers");
+        let grpc = format!("127.0.0.1:{}", free_port());
+        let http = format!("127.0.0.1:{}", free_port());
+        let mut worker_args = vec!["--group", &group];
+        worker_args.extend_from_slice(worker);
+        let worker = spawn(
+            env!("CARGO_BIN_EXE_worker"),
+            &kafka_args(brokers, &prefix, &worker_args),
+        );
+        let mut intake_args = vec![
+            "--group",
+            &group,
+            "--grpc-addr",
+            &grpc,
+            "--http-addr",
+            &http,
+        ];
+        intake_args.extend_from_slice(intake);
+        let intake = spawn(
+            env!("CARGO_BIN_EXE_intake"),
+            &kafka_args(brokers, &prefix, &intake_args),
+        );
+        Self {
+            intake,
+            worker,
+            grpc,
+            http,
+        }
+    }
+}

@@ -102,6 +102,22 @@ macro_rules! against_both {
     )*};
 }
 
+/// The dead-letter topic's messages once it holds at least `letters` (within `timeout`).
+pub async fn await_dead_letters(
+    config: &KafkaConfig,
+    letters: usize,
+    timeout: Duration,
+) -> Vec<OwnedMessage> {
+    let dlq = config.dead_letter_topic().to_owned();
+    let what = format!("{letters} dead letters");
+    eventually(&what, timeout, || {
+        let (config, dlq) = (config.clone(), dlq.clone());
+        async move { read_topic(&config, &dlq).await.len() >= letters }
+    })
+    .await;
+    read_topic(config, &dlq).await
+}
+
 /// Every message of `topic` up to the high watermarks at the time of the call.
 pub async fn read_topic(config: &KafkaConfig, topic: &str) -> Vec<OwnedMessage> {
     let (brokers, topic) = (config.brokers().to_owned(), topic.to_owned());
@@ -239,6 +255,24 @@ pub struct Running {
 }
 
 impl Running {
+    /// Starts a runner of the ecommerce lifecycle without dwell on `config`'s commands
+    /// topic, dead-lettering to its dead-letter topic, keeping orders in `store` (a fresh
+    /// one when `None`).
+    pub fn dead_lettering(
+        config: &KafkaConfig,
+        store: Option<std::sync::Arc<MemoryStore>>,
+    ) -> Self {
+        let mut runner = order_fsm::Runner::builder(order_fsm::Lifecycle::ecommerce())
+            .dead_letters(std::sync::Arc::new(
+                order_fsm_kafka::KafkaDeadLetterSink::new(config).expect("dlq sink"),
+            ))
+            .auto_advance(order_fsm::Dwell::None);
+        if let Some(store) = store {
+            runner = runner.store(store);
+        }
+        Self::start(std::sync::Arc::new(runner.build().expect("runner")), config)
+    }
+
     /// Starts `runner` on a new source of `config`'s commands topic.
     pub fn start(runner: std::sync::Arc<order_fsm::Runner>, config: &KafkaConfig) -> Self {
         let source = order_fsm_kafka::KafkaSource::new(config).expect("source");
