@@ -204,6 +204,26 @@ async fn the_intake_and_a_worker_expose_what_happened_in_prometheus_format() {
     assert_eq!(refused(&intake, "http", "400") - base_400, 1.0);
     assert_eq!(refused(&intake, "grpc", "invalid_argument"), 1.0);
 
+    // The intake measures the workers' lag on each of the 4 partitions; it drains to 0 as
+    // they commit.
+    let lag = |samples: &[Sample]| {
+        let series: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.name == telemetry::CONSUMER_LAG)
+            .collect();
+        (series.len(), series.iter().map(|s| s.value).sum::<f64>())
+    };
+    until("the workers' lag to drain", Duration::from_secs(30), || {
+        let http = http.clone();
+        let addr = intake_metrics.clone();
+        async move {
+            scrape(&http, &addr)
+                .await
+                .is_some_and(|s| lag(&s) == (4, 0.0))
+        }
+    })
+    .await;
+
     // The worker counts a batch just after acknowledging it: wait for the last one.
     let finished = |samples: &[Sample]| {
         value(samples, telemetry::TRANSITIONS, &[("to", "completed")]) as usize

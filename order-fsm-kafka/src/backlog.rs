@@ -1,5 +1,6 @@
 //! The backlog of the commands topic: commands produced and not yet committed by the
-//! workers' group, measured in the background for the intake's back-pressure.
+//! workers' group, measured in the background for the intake's back-pressure, and
+//! reported per partition as the live gauge `order_fsm::telemetry::CONSUMER_LAG`.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -42,6 +43,7 @@ impl Backlog {
             .set("group.id", config.group())
             .create()?;
         let topic = config.commands_topic().to_owned();
+        let group = config.group().to_owned();
         let state = Arc::new(Shared::default());
         let shared = Arc::clone(&state);
         std::thread::Builder::new()
@@ -49,7 +51,19 @@ impl Backlog {
             .spawn(move || {
                 while !shared.stop.load(Ordering::Relaxed) {
                     match measure(&consumer, &topic) {
-                        Ok(records) => shared.records.store(records, Ordering::Relaxed),
+                        Ok(per_partition) => {
+                            let mut records = 0;
+                            for (partition, lag) in per_partition {
+                                records += lag;
+                                metrics::gauge!(
+                                    order_fsm::telemetry::CONSUMER_LAG,
+                                    "group" => group.clone(),
+                                    "partition" => partition.to_string()
+                                )
+                                .set(lag as f64);
+                            }
+                            shared.records.store(records, Ordering::Relaxed);
+                        }
                         Err(e) => tracing::debug!(error = %e, "backlog not measured"),
                     }
                     std::thread::sleep(MEASURE_EVERY);
@@ -65,9 +79,9 @@ impl Backlog {
     }
 }
 
-/// Σ over the partitions of (high watermark − the group's committed offset, or the low
-/// watermark where it committed nothing).
-fn measure(consumer: &BaseConsumer, topic: &str) -> Result<u64, KafkaError> {
+/// For each partition: high watermark − the group's committed offset (or the low watermark
+/// where it committed nothing).
+fn measure(consumer: &BaseConsumer, topic: &str) -> Result<Vec<(i32, u64)>, KafkaError> {
     let metadata = consumer.fetch_metadata(Some(topic), QUERY_TIMEOUT)?;
     let mut list = TopicPartitionList::new();
     let partitions: Vec<i32> = metadata
@@ -79,7 +93,7 @@ fn measure(consumer: &BaseConsumer, topic: &str) -> Result<u64, KafkaError> {
         list.add_partition(topic, p);
     }
     let committed = consumer.committed_offsets(list, QUERY_TIMEOUT)?;
-    let mut backlog = 0u64;
+    let mut backlog = Vec::with_capacity(partitions.len());
     for p in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, p, QUERY_TIMEOUT)?;
         let done = committed
@@ -87,7 +101,7 @@ fn measure(consumer: &BaseConsumer, topic: &str) -> Result<u64, KafkaError> {
             .and_then(|e| e.offset().to_raw())
             .filter(|&o| o >= 0)
             .unwrap_or(low);
-        backlog += u64::try_from(high - done.max(low)).unwrap_or(0);
+        backlog.push((p, u64::try_from(high - done.max(low)).unwrap_or(0)));
     }
     Ok(backlog)
 }

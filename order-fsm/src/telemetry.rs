@@ -20,6 +20,7 @@
 //! | [`COMMAND_ACK_SECONDS`] | histogram | | the runner receiving a command to acknowledging it |
 //! | [`IN_FLIGHT_BATCHES`] | gauge | | batches the runner's workers are processing |
 //! | [`ORDERS`] | gauge | `state` | orders in each state, as a read model (the intake's) has seen them |
+//! | [`CONSUMER_LAG`] | gauge | `group`, `partition` | commands the workers' group has not committed yet (measured by an intake that watches the backlog) |
 //! | [`FOLLOWER_LAG`] | gauge | `follower`, `partition` | records of the transitions topic a follower has not processed |
 
 use std::collections::HashMap;
@@ -48,6 +49,8 @@ pub const COMMAND_ACK_SECONDS: &str = "order_fsm_command_ack_seconds";
 pub const IN_FLIGHT_BATCHES: &str = "order_fsm_in_flight_batches";
 /// Gauge: orders per state in a read model, labelled `state`.
 pub const ORDERS: &str = "order_fsm_orders";
+/// Gauge: the workers' consumer lag on the commands topic, labelled `group` and `partition`.
+pub const CONSUMER_LAG: &str = "order_fsm_consumer_lag_records";
 /// Gauge: a follower's lag in records, labelled `follower` and `partition`.
 pub const FOLLOWER_LAG: &str = "order_fsm_follower_lag_records";
 
@@ -64,6 +67,7 @@ pub const ALL: &[&str] = &[
     COMMAND_ACK_SECONDS,
     IN_FLIGHT_BATCHES,
     ORDERS,
+    CONSUMER_LAG,
     FOLLOWER_LAG,
 ];
 

@@ -49,10 +49,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     args.metrics.install()?;
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let kafka = args.kafka.provisioned_config().await?;
-    let mut commands = KafkaCommandSink::new(&kafka)?;
-    if let Some(limit) = args.backlog_limit {
-        commands = commands.with_backlog_limit(&kafka, limit)?;
-    }
+    // The backlog is always measured (it is the workers' consumer lag the metrics show);
+    // placements are refused over it only with --backlog-limit.
+    let commands = KafkaCommandSink::new(&kafka)?
+        .with_backlog_limit(&kafka, args.backlog_limit.unwrap_or(u64::MAX))?;
     let commands = Arc::new(commands);
     let read_model = Arc::new(MemoryStore::new());
     let wait = std::time::Duration::from_secs(args.kafka.kafka_wait_secs);
