@@ -140,6 +140,52 @@ pub fn read_csv(input: impl Read) -> Result<Vec<Row>, csv::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn csv_of(rows: &[Row]) -> Vec<u8> {
+        let mut out = Vec::new();
+        write_csv(rows, &mut out).unwrap();
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        /// A hostile CSV file (arbitrary bytes, or a valid one with bytes changed or cut)
+        /// reads as rows or as an error naming what is wrong; it never panics, and every row
+        /// it yields is a purchase that validates or is refused with a named field.
+        #[test]
+        fn hostile_csv_reads_or_is_refused(
+            noise in prop::collection::vec(any::<u8>(), 0..1024),
+            edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..12),
+            cut in any::<prop::sample::Index>(),
+            from_valid in any::<bool>(),
+        ) {
+            let bytes = if from_valid {
+                let mut bytes = csv_of(&generate(5, 3));
+                for (at, byte) in edits {
+                    let i = at.index(bytes.len());
+                    bytes[i] = byte;
+                }
+                let keep = cut.index(bytes.len() + 1);
+                bytes.truncate(keep);
+                bytes
+            } else {
+                noise
+            };
+            match read_csv(bytes.as_slice()) {
+                Ok(rows) => {
+                    for row in rows {
+                        match Purchase::from(row).validate() {
+                            Ok(()) | Err(order_fsm::Error::InvalidField { .. }) => {}
+                            Err(other) => prop_assert!(false, "untyped refusal {other:?}"),
+                        }
+                    }
+                }
+                Err(e) => prop_assert!(!e.to_string().is_empty()),
+            }
+        }
+    }
 
     #[test]
     fn generated_rows_are_valid_and_survive_a_csv_round_trip() {

@@ -302,6 +302,8 @@ async fn read(
 }
 
 mod edge;
+#[cfg(test)]
+mod hostile;
 mod strict;
 
 pub use edge::HttpEdge;

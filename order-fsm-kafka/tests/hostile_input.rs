@@ -25,8 +25,13 @@ fn valid_payloads() -> Vec<Vec<u8>> {
 fn decode_is_total(payload: &[u8]) -> Result<(), TestCaseError> {
     match JsonCodec.decode(payload) {
         Ok(command) => {
-            let again = JsonCodec.encode(&command).expect("a decoded command encodes");
-            prop_assert_eq!(JsonCodec.decode(&again).expect("and decodes again"), command);
+            let again = JsonCodec
+                .encode(&command)
+                .expect("a decoded command encodes");
+            prop_assert_eq!(
+                JsonCodec.decode(&again).expect("and decodes again"),
+                command
+            );
         }
         Err(Error::Decode { reason }) => prop_assert!(!reason.is_empty()),
         Err(other) => prop_assert!(false, "untyped refusal {other:?}"),
