@@ -270,6 +270,22 @@ pub struct EdgeArgs {
     /// queue.
     #[arg(long, env = "ORDER_FSM_MAX_CONNECTIONS", default_value_t = 1_024)]
     pub max_connections: usize,
+    /// PEM certificate chain: serve gRPC and HTTP over TLS only (with `--tls-key`).
+    #[arg(
+        long,
+        env = "ORDER_FSM_TLS_CERT",
+        requires = "tls_key",
+        value_name = "PEM"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM private key of `--tls-cert`.
+    #[arg(
+        long,
+        env = "ORDER_FSM_TLS_KEY",
+        requires = "tls_cert",
+        value_name = "PEM"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl EdgeArgs {
@@ -277,17 +293,48 @@ impl EdgeArgs {
         Duration::from_secs(self.head_timeout_secs.max(1))
     }
 
-    /// The HTTP listener's limits.
-    pub fn http(&self) -> crate::http::HttpEdge {
-        crate::http::HttpEdge::default()
-            .with_head_timeout(self.head_timeout())
-            .with_request_timeout(Duration::from_secs(self.http_request_timeout_secs.max(1)))
-            .with_max_connections(self.max_connections)
+    /// The certificate chain and key PEM files, read, when TLS is asked for.
+    fn tls_pem(&self) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
+            return Ok(None);
+        };
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
+            })
+        };
+        Ok(Some((read(cert)?, read(key)?)))
     }
 
-    /// `config` with the gRPC listener's limits.
-    pub fn grpc(&self, config: order_fsm_grpc::ServerConfig) -> order_fsm_grpc::ServerConfig {
-        config.with_connection_limits(self.max_connections.max(1), self.head_timeout())
+    /// The HTTP listener's limits, and TLS when asked for.
+    ///
+    /// # Errors
+    /// Unreadable or invalid certificate or key files.
+    pub fn http(&self) -> std::io::Result<crate::http::HttpEdge> {
+        let edge = crate::http::HttpEdge::default()
+            .with_head_timeout(self.head_timeout())
+            .with_request_timeout(Duration::from_secs(self.http_request_timeout_secs.max(1)))
+            .with_max_connections(self.max_connections);
+        match self.tls_pem()? {
+            Some((cert, key)) => edge.with_tls(&cert, &key),
+            None => Ok(edge),
+        }
+    }
+
+    /// `config` with the gRPC listener's limits, and TLS when asked for.
+    ///
+    /// # Errors
+    /// Unreadable certificate or key files (tonic checks their contents when it starts).
+    pub fn grpc(
+        &self,
+        config: order_fsm_grpc::ServerConfig,
+    ) -> std::io::Result<order_fsm_grpc::ServerConfig> {
+        let config =
+            config.with_connection_limits(self.max_connections.max(1), self.head_timeout());
+        Ok(match self.tls_pem()? {
+            Some((cert, key)) => config.with_tls(order_fsm_grpc::TlsIdentity::from_pem(cert, key)),
+            None => config,
+        })
     }
 }
 

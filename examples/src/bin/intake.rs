@@ -47,6 +47,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     cli::init_tracing();
     let args = Args::parse();
     args.metrics.install()?;
+    // TLS files are read before anything starts, so a bad one stops the intake at once.
+    let edge = args.edge.http()?;
+    let scheme = if edge.is_tls() { "https" } else { "http" };
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let kafka = args.kafka.provisioned_config().await?;
     // The backlog is always measured (it is the workers' consumer lag the metrics show);
@@ -86,16 +89,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 ServerConfig::default()
                     .with_addr(args.grpc_addr)
                     .with_reflection(!args.no_reflection),
-            ),
+            )?,
         );
     let grpc = tokio::spawn(grpc.serve(stop.clone().cancelled_owned()));
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
     let app = http::router(lifecycle, commands, store).merge(dashboard.router());
     let http_stop = stop.clone().cancelled_owned();
-    let edge = args.edge.http();
     let http = tokio::spawn(async move { edge.serve(listener, app, http_stop).await });
     eprintln!(
-        "intake: gRPC on {}, HTTP on {} (live dashboard: http://{}/dashboard)",
+        "intake: gRPC on {}, HTTP on {} (live dashboard: {scheme}://{}/dashboard)",
         args.grpc_addr, args.http_addr, args.http_addr
     );
 

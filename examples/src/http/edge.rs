@@ -14,7 +14,9 @@
 //! at fault; never a body or a header value), at most 10 lines a second with a count of
 //! the lines left out.
 //!
-//! Only HTTP/1.1: the gateway is for scripts and backends; gRPC is the HTTP/2 API.
+//! Only HTTP/1.1: the gateway is for scripts and backends; gRPC is the HTTP/2 API. With
+//! [`HttpEdge::with_tls`] it speaks only HTTPS (rustls, TLS 1.2 and 1.3); the TLS handshake
+//! counts against the head timeout.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,6 +34,10 @@ use order_fsm::intake::MAX_REQUEST_BYTES;
 use order_fsm::Throttle;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::TlsAcceptor;
 use tower_http::timeout::TimeoutLayer;
 
 /// The HTTP listener's limits (see the module documentation for what each one answers).
@@ -44,6 +50,17 @@ pub struct HttpEdge {
     pub request_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
+    tls: Option<Tls>,
+}
+
+/// The server side of TLS; its key is never printed.
+#[derive(Clone)]
+struct Tls(TlsAcceptor);
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tls(..)")
+    }
 }
 
 impl Default for HttpEdge {
@@ -52,6 +69,7 @@ impl Default for HttpEdge {
             head_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             max_connections: 1_024,
+            tls: None,
         }
     }
 }
@@ -76,6 +94,39 @@ impl HttpEdge {
     pub fn with_max_connections(mut self, connections: usize) -> Self {
         self.max_connections = connections.max(1);
         self
+    }
+
+    /// Serves HTTPS only, with the PEM certificate chain `cert_pem` and private key
+    /// `key_pem`.
+    ///
+    /// # Errors
+    /// `InvalidData` naming what is wrong with the PEM or the key.
+    pub fn with_tls(mut self, cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<Self> {
+        let invalid = |what: &str, e: &dyn std::fmt::Display| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{what}: {e}"))
+        };
+        let chain = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("TLS certificate", &e))?;
+        if chain.is_empty() {
+            return Err(invalid("TLS certificate", &"no certificate in the PEM"));
+        }
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid("TLS key", &e))?;
+        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid("TLS", &e))?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| invalid("TLS certificate and key", &e))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        self.tls = Some(Tls(TlsAcceptor::from(Arc::new(config))));
+        Ok(self)
+    }
+
+    /// Whether it serves HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// `app` with the request-level limits and the rejection log around it.
@@ -133,9 +184,29 @@ impl HttpEdge {
             };
             let _ = stream.set_nodelay(true);
             let service = TowerToHyperService::new(app.clone());
-            let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+            let (http, watcher) = (http.clone(), graceful.watcher());
+            let (tls, handshake_timeout) = (self.tls.clone(), self.head_timeout);
             tokio::spawn(async move {
-                if let Err(e) = connection.await {
+                let served = match tls {
+                    None => {
+                        let connection = http.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection).await
+                    }
+                    Some(Tls(acceptor)) => {
+                        let handshake =
+                            tokio::time::timeout(handshake_timeout, acceptor.accept(stream));
+                        let stream = match handshake.await {
+                            Ok(Ok(stream)) => stream,
+                            Ok(Err(e)) => {
+                                return tracing::debug!(error = %e, "http: TLS handshake failed")
+                            }
+                            Err(_) => return tracing::debug!("http: TLS handshake timed out"),
+                        };
+                        let connection = http.serve_connection(TokioIo::new(stream), service);
+                        watcher.watch(connection).await
+                    }
+                };
+                if let Err(e) = served {
                     tracing::debug!(error = %e, "http: connection ended with an error");
                 }
                 drop(permit);

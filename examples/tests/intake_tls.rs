@@ -1,0 +1,155 @@
+//! `intake --tls-cert --tls-key`, as separate processes on tansu with a certificate made for
+//! the test: gRPC and HTTP both speak TLS only, an order placed over each completes, and a
+//! plaintext client gets no answer. A certificate file that cannot be read stops the intake
+//! at start with a message naming it.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{until, IntakeAndWorker};
+use order_fsm::testing::service_address;
+use order_fsm::Purchase;
+use order_fsm_grpc::{ClientConfig, OrderClient};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig as TlsClientConfig, RootCertStore};
+use tokio_rustls::TlsConnector;
+
+/// Sends `request` over TLS trusting `ca_pem` and returns the whole answer.
+async fn https(addr: &str, ca_pem: &str, request: &str) -> std::io::Result<String> {
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = TlsClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let stream = TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await?;
+    tls.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await?;
+    Ok(answer)
+}
+
+fn post_order(purchase: &str) -> String {
+    format!(
+        "POST /orders HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{purchase}",
+        purchase.len()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_serves_grpc_and_http_over_tls_only() {
+    let Some(brokers) = service_address("ORDER_FSM_KAFKA_BROKERS") else {
+        return;
+    };
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let ca_pem = certified.cert.pem();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &ca_pem).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let processes = IntakeAndWorker::start(
+        &brokers,
+        "intake-tls",
+        &[],
+        &["--tls-cert", cert, "--tls-key", key],
+    );
+
+    // gRPC over TLS, verified against the test's certificate.
+    let config = ClientConfig::new(format!("https://{}", processes.grpc))
+        .with_tls(ca_pem.clone(), "localhost");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let client = loop {
+        match OrderClient::connect(config.clone()).await {
+            Ok(client) => break client,
+            Err(e) if std::time::Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the intake's TLS gRPC listener: {e}"),
+        }
+    };
+    let placed = client
+        .place_order(&Purchase::example(), None)
+        .await
+        .expect("placed over TLS");
+
+    // HTTP over TLS.
+    let purchase = serde_json::to_string(&Purchase::example()).unwrap();
+    let answer = https(&processes.http, &ca_pem, &post_order(&purchase))
+        .await
+        .expect("an HTTPS answer");
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let body = &answer[answer.find("\r\n\r\n").unwrap() + 4..];
+    let accepted: serde_json::Value = serde_json::from_str(body).unwrap();
+    let over_http: order_fsm::OrderId = accepted["order_id"].as_str().unwrap().parse().unwrap();
+
+    for id in [placed.order_id, over_http] {
+        until("the order to complete", Duration::from_secs(60), || {
+            let client = client.clone();
+            async move {
+                client
+                    .get_order(id)
+                    .await
+                    .is_ok_and(|order| order.status == "completed")
+            }
+        })
+        .await;
+    }
+
+    // Plaintext gets no HTTP answer from the TLS listener, and no gRPC call goes through.
+    let mut plain = TcpStream::connect(&processes.http).await.unwrap();
+    plain
+        .write_all(post_order(&purchase).as_bytes())
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), plain.read_to_end(&mut reply)).await;
+    assert!(
+        !reply.starts_with(b"HTTP/"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+    let plaintext = ClientConfig::new(format!("http://{}", processes.grpc))
+        .with_timeout(Some(Duration::from_secs(5)));
+    let refused = match OrderClient::connect(plaintext).await {
+        Ok(client) => client.get_order(placed.order_id).await.is_err(),
+        Err(_) => true,
+    };
+    assert!(refused, "a plaintext gRPC call went through");
+}
+
+#[test]
+fn an_unreadable_certificate_stops_the_intake_at_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_intake"))
+        .args([
+            "--brokers",
+            "127.0.0.1:1",
+            "--tls-cert",
+            "/nonexistent/cert.pem",
+            "--tls-key",
+            "/nonexistent/key.pem",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cannot read /nonexistent/cert.pem"),
+        "{stderr}"
+    );
+}
