@@ -40,6 +40,37 @@ struct Gateway {
     intake: Intake,
 }
 
+/// The access layer of the gateway's routes (see [`order_fsm_grpc::access`], the same
+/// layer the gRPC service uses): placing needs `place`, reading an order `get`, applying
+/// an event `apply_event`, the dashboard `list`; refusals answer `401` / `403` with
+/// `{"error"}`.
+pub fn access_layer(
+    keys: Arc<order_fsm::access::KeyFile>,
+) -> order_fsm_grpc::access::AccessLayer<axum::body::Body> {
+    order_fsm_grpc::access::AccessLayer::new(keys, http_operation, |error| {
+        let status = if error.is_unauthenticated() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
+        (status, Json(json!({ "error": error.to_string() }))).into_response()
+    })
+}
+
+/// The operation of a gateway request; `None` for routes that need no key.
+fn http_operation(method: &axum::http::Method, path: &str) -> Option<order_fsm::access::Operation> {
+    use axum::http::Method;
+    use order_fsm::access::Operation;
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (method, segments.as_slice()) {
+        (&Method::POST, ["orders"] | ["orders", "batch"]) => Some(Operation::Place),
+        (&Method::GET, ["orders", _]) => Some(Operation::Get),
+        (&Method::POST, ["orders", _, "events"]) => Some(Operation::ApplyEvent),
+        (&Method::GET, ["dashboard", ..]) => Some(Operation::List),
+        _ => None,
+    }
+}
+
 /// The routes, placing and applying events through `commands` and reading from `store`.
 pub fn router(
     lifecycle: Arc<Lifecycle>,

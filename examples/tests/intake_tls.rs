@@ -5,42 +5,14 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{until, IntakeAndWorker};
+use common::{https, localhost_certificate, until, IntakeAndWorker};
 use order_fsm::testing::service_address;
 use order_fsm::Purchase;
 use order_fsm_grpc::{ClientConfig, OrderClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{ClientConfig as TlsClientConfig, RootCertStore};
-use tokio_rustls::TlsConnector;
-
-/// Sends `request` over TLS trusting `ca_pem` and returns the whole answer.
-async fn https(addr: &str, ca_pem: &str, request: &str) -> std::io::Result<String> {
-    let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = TlsClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let stream = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("localhost").unwrap();
-    let mut tls = TlsConnector::from(Arc::new(config))
-        .connect(name, stream)
-        .await?;
-    tls.write_all(request.as_bytes()).await?;
-    let mut answer = String::new();
-    tls.read_to_string(&mut answer).await?;
-    Ok(answer)
-}
 
 fn post_order(purchase: &str) -> String {
     format!(
@@ -55,18 +27,13 @@ async fn the_intake_serves_grpc_and_http_over_tls_only() {
     let Some(brokers) = service_address("ORDER_FSM_KAFKA_BROKERS") else {
         return;
     };
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let ca_pem = certified.cert.pem();
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert, &ca_pem).unwrap();
-    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
-    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let (ca_pem, cert, key) = localhost_certificate(dir.path());
     let processes = IntakeAndWorker::start(
         &brokers,
         "intake-tls",
         &[],
-        &["--tls-cert", cert, "--tls-key", key],
+        &["--tls-cert", &cert, "--tls-key", &key],
     );
 
     // gRPC over TLS, verified against the test's certificate.

@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub watch_poll_interval: Duration,
     /// Serve TLS with this identity (default: plaintext).
     pub tls: Option<TlsIdentity>,
+    /// Require an API key with a role allowing each RPC (see [`crate::access`]; default:
+    /// none, every caller may do everything).
+    pub access: Option<std::sync::Arc<order_fsm::access::KeyFile>>,
     /// Serve server reflection (`grpc.reflection.v1` and `v1alpha`), which tools such as
     /// grpcurl use to discover the service (default on). Turn it off to not describe the
     /// API to whoever reaches the port.
@@ -99,6 +102,7 @@ impl Default for ServerConfig {
             cancel_event: "cancel".into(),
             watch_poll_interval: Duration::from_millis(500),
             tls: None,
+            access: None,
             reflection: true,
             max_connections: 1_024,
             handshake_timeout: Duration::from_secs(10),
@@ -206,6 +210,13 @@ impl ServerConfig {
     #[must_use]
     pub fn with_watch_poll_interval(mut self, interval: Duration) -> Self {
         self.watch_poll_interval = interval;
+        self
+    }
+
+    /// Requires an API key from `keys` on every `OrderService` RPC (see [`crate::access`]).
+    #[must_use]
+    pub fn with_access(mut self, keys: std::sync::Arc<order_fsm::access::KeyFile>) -> Self {
+        self.access = Some(keys);
         self
     }
 

@@ -48,6 +48,7 @@
 //! # }
 //! ```
 
+pub mod access;
 mod client;
 mod config;
 mod convert;

@@ -167,8 +167,10 @@ impl OrderServiceBuilder {
         };
         let incoming =
             crate::edge::incoming(listener, config.max_connections, config.handshake_timeout);
+        let access = config.access.clone().map(crate::access::AccessLayer::grpc);
         server
             .layer(crate::edge::EdgeLayer::new())
+            .layer(tower::util::option_layer(access))
             .add_service(health_service)
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)

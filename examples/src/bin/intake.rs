@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use clap::Parser;
+use order_fsm::access::KeyFile;
 use order_fsm::{Lifecycle, MemoryStore, OrderStore};
 use order_fsm_examples::cli::{self, KafkaArgs, StoreArgs};
 use order_fsm_examples::dashboard::Dashboard;
@@ -37,6 +38,12 @@ struct Args {
     edge: cli::EdgeArgs,
     #[command(flatten)]
     store: StoreArgs,
+    /// Require an API key on every order call, gRPC and HTTP: a file of
+    /// `<name> <role> sha256:<hex>` lines (roles shop, operator, reader; the hash is
+    /// `printf %s KEY | sha256sum`), re-read when it changes. Without it anyone who reaches
+    /// the ports may do everything.
+    #[arg(long, env = "ORDER_FSM_API_KEYS_FILE", value_name = "FILE")]
+    api_keys: Option<std::path::PathBuf>,
     /// Do not serve gRPC server reflection (on by default, for grpcurl-style tools).
     #[arg(long, env = "ORDER_FSM_GRPC_NO_REFLECTION")]
     no_reflection: bool,
@@ -50,6 +57,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // TLS files are read before anything starts, so a bad one stops the intake at once.
     let edge = args.edge.http()?;
     let scheme = if edge.is_tls() { "https" } else { "http" };
+    let access = match &args.api_keys {
+        Some(path) => Some(Arc::new(KeyFile::open(path)?)),
+        None => {
+            tracing::warn!("no --api-keys: every caller may place, change and read every order");
+            None
+        }
+    };
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let kafka = args.kafka.provisioned_config().await?;
     // The backlog is always measured (it is the workers' consumer lag the metrics show);
@@ -85,15 +99,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .with_store(store.clone())
         .with_watch_hub(hub)
         .with_config(
-            args.edge.grpc(
-                ServerConfig::default()
-                    .with_addr(args.grpc_addr)
-                    .with_reflection(!args.no_reflection),
-            )?,
+            args.edge
+                .grpc(
+                    ServerConfig::default()
+                        .with_addr(args.grpc_addr)
+                        .with_reflection(!args.no_reflection),
+                )
+                .map(|config| match &access {
+                    Some(keys) => config.with_access(Arc::clone(keys)),
+                    None => config,
+                })?,
         );
     let grpc = tokio::spawn(grpc.serve(stop.clone().cancelled_owned()));
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
-    let app = http::router(lifecycle, commands, store).merge(dashboard.router());
+    let mut app = http::router(lifecycle, commands, store).merge(dashboard.router());
+    if let Some(keys) = &access {
+        app = app.layer(http::access_layer(Arc::clone(keys)));
+    }
     let http_stop = stop.clone().cancelled_owned();
     let http = tokio::spawn(async move { edge.serve(listener, app, http_stop).await });
     eprintln!(

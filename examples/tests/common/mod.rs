@@ -65,15 +65,29 @@ pub fn free_port() -> u16 {
 /// `ORDER_FSM_*` variables (the shared services) are not passed on: a program serves only
 /// what its arguments name.
 pub fn spawn(binary: &str, args: &[String]) -> Process {
+    spawn_logging(binary, args, None)
+}
+
+/// [`spawn`], with everything the program logs at `debug` and above (stdout and stderr)
+/// written to `log` when given.
+pub fn spawn_logging(binary: &str, args: &[String], log: Option<&Path>) -> Process {
     let mut command = Command::new(binary);
     for (name, _) in std::env::vars().filter(|(n, _)| n.starts_with("ORDER_FSM_")) {
         command.env_remove(name);
     }
+    command.args(args);
+    match log {
+        None => command.env("RUST_LOG", "warn").stdout(Stdio::null()),
+        Some(path) => {
+            let file = std::fs::File::create(path).unwrap();
+            command
+                .env("RUST_LOG", "debug")
+                .stdout(file.try_clone().unwrap())
+                .stderr(file)
+        }
+    };
     Process(
         command
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("start {binary}: {e}")),
     )
@@ -408,6 +422,17 @@ impl IntakeAndWorker {
     /// Starts both on tansu at `brokers`, topics prefixed for `test`, each with its extra
     /// flags.
     pub fn start(brokers: &str, test: &str, worker: &[&str], intake: &[&str]) -> Self {
+        Self::start_logging(brokers, test, worker, intake, None)
+    }
+
+    /// [`Self::start`], the intake logging at `debug` into `intake_log` when given.
+    pub fn start_logging(
+        brokers: &str,
+        test: &str,
+        worker: &[&str],
+        intake: &[&str],
+        intake_log: Option<&Path>,
+    ) -> Self {
         let prefix = unique_prefix(test);
         let group = format!("{prefix}workers");
         let grpc = format!("127.0.0.1:{}", free_port());
@@ -427,9 +452,10 @@ impl IntakeAndWorker {
             &http,
         ];
         intake_args.extend_from_slice(intake);
-        let intake = spawn(
+        let intake = spawn_logging(
             env!("CARGO_BIN_EXE_intake"),
             &kafka_args(brokers, &prefix, &intake_args),
+            intake_log,
         );
         Self {
             intake,
@@ -438,4 +464,46 @@ impl IntakeAndWorker {
             http,
         }
     }
+}
+
+/// Sends the raw HTTP/1.1 `request` over TLS to `addr` (certificate for `localhost`,
+/// trusting `ca_pem`) and returns the whole answer.
+pub async fn https(addr: &str, ca_pem: &str, request: &str) -> std::io::Result<String> {
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let name = ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, stream)
+        .await?;
+    tls.write_all(request.as_bytes()).await?;
+    let mut answer = String::new();
+    tls.read_to_string(&mut answer).await?;
+    Ok(answer)
+}
+
+/// A certificate for `localhost` made for the test, and the PEM files of it and its key
+/// in `dir`: (certificate PEM, certificate path, key path).
+pub fn localhost_certificate(dir: &Path) -> (String, String, String) {
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let pem = certified.cert.pem();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, &pem).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let path = |p: PathBuf| p.to_str().unwrap().to_owned();
+    (pem, path(cert), path(key))
 }
