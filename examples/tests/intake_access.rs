@@ -1,7 +1,8 @@
 //! `intake --api-keys FILE` over TLS, as separate processes on tansu: each role against each
 //! RPC and route (allowed calls get through, others are `PERMISSION_DENIED` / 403, no key or
 //! a wrong one `UNAUTHENTICATED` / 401), a key removed from the file stops working without a
-//! restart, and no key appears in anything the intake logged at `debug`.
+//! restart, listings show the reader masked personal data and the operator the full
+//! record, and no key appears in anything the intake logged at `debug`.
 
 mod common;
 
@@ -237,6 +238,42 @@ async fn each_role_may_do_what_it_may_and_keys_never_show() {
             assert_eq!(code, NoKey, "{key:?} {rpc}");
         }
     }
+
+    // Listings: the reader sees masked personal data, the operator the full record.
+    let listed = |key: &'static str| {
+        let mut grpc = calls.grpc.clone();
+        async move {
+            let page = grpc
+                .list_orders(with_key(
+                    proto::ListOrdersRequest {
+                        status: String::new(),
+                        page_size: 100,
+                        page_token: String::new(),
+                    },
+                    Some(key),
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            let order = page.orders.into_iter().next().expect("an order listed");
+            order.purchase.unwrap()
+        }
+    };
+    let example = Purchase::example();
+    let (masked, full) = (listed(READER).await, listed(OPERATOR).await);
+    assert_eq!(full.customer_email, example.customer_email);
+    assert_eq!(full.shipping_address, example.shipping_address);
+    assert_ne!(masked.customer_email, example.customer_email);
+    assert!(
+        masked.customer_email.contains("***@"),
+        "{}",
+        masked.customer_email
+    );
+    assert!(masked.shipping_address.ends_with("***"));
+    assert_eq!(
+        masked.product, example.product,
+        "only personal data is masked"
+    );
 
     // HTTP over TLS: the same layer, the same roles.
     let purchase = serde_json::to_string(&Purchase::example()).unwrap();

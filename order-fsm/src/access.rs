@@ -6,11 +6,11 @@
 //! [`KeyFile`] re-reads it when it changes (checked at most once a second), so a removed key
 //! stops working without a restart.
 //!
-//! | role | may |
-//! |---|---|
-//! | `shop` | place orders, read orders |
-//! | `operator` | everything: place, read, list, watch, apply events, cancel |
-//! | `reader` | read, list, watch |
+//! | role | may | listings show |
+//! |---|---|---|
+//! | `shop` | place orders, read orders | masked e-mail and address |
+//! | `operator` | everything: place, read, list, watch, apply events, cancel | full records |
+//! | `reader` | read, list, watch | masked e-mail and address |
 //!
 //! ```
 //! use order_fsm::access::{hash_key, KeyRing, Operation, Role};
@@ -86,6 +86,12 @@ impl Role {
         }
     }
 
+    /// Whether listings show this role customers' e-mail and shipping address in full
+    /// (operators only; others see [`mask_personal_data`]'s form).
+    pub fn sees_personal_data(self) -> bool {
+        matches!(self, Self::Operator)
+    }
+
     /// The role's name in key files.
     pub fn name(self) -> &'static str {
         match self {
@@ -152,6 +158,30 @@ impl AccessError {
     /// Whether the caller is not authenticated (as opposed to not allowed).
     pub fn is_unauthenticated(&self) -> bool {
         matches!(self, Self::Missing | Self::Unknown)
+    }
+}
+
+/// `purchase` with its customer's e-mail and shipping address masked: the e-mail keeps its
+/// first character and its domain (`a***@example.com`), the address its first three
+/// characters (`1 P***`).
+///
+/// ```
+/// let mut purchase = order_fsm::Purchase::example();
+/// purchase.customer_email = "alice@example.com".into();
+/// let masked = order_fsm::access::mask_personal_data(&purchase);
+/// assert_eq!(masked.customer_email, "a***@example.com");
+/// assert!(!masked.shipping_address.contains(&purchase.shipping_address[3..]));
+/// ```
+pub fn mask_personal_data(purchase: &crate::Purchase) -> crate::Purchase {
+    let keep = |text: &str, chars: usize| text.chars().take(chars).collect::<String>();
+    let email = match purchase.customer_email.split_once('@') {
+        Some((local, domain)) => format!("{}***@{domain}", keep(local, 1)),
+        None => "***".to_owned(),
+    };
+    crate::Purchase {
+        customer_email: email,
+        shipping_address: format!("{}***", keep(&purchase.shipping_address, 3)),
+        ..purchase.clone()
     }
 }
 
