@@ -23,7 +23,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
+use order_fsm::access::Identity;
 use order_fsm::intake::{BatchError, EventRequest, Intake, Placed};
 use order_fsm::{CommandSink, Engine, Error, Lifecycle, OrderId, OrderStore, TransitionRecord};
 use serde::Deserialize;
@@ -221,13 +222,21 @@ fn placed_json(lifecycle: &Lifecycle, p: &Placed) -> Value {
     })
 }
 
+/// The name of the caller the access layer authenticated (none without access control).
+type Caller = Option<Extension<Identity>>;
+
+fn actor(caller: Caller) -> Option<String> {
+    caller.map(|Extension(identity)| identity.name().to_owned())
+}
+
 async fn place(
     State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     strict::json_content_type(&headers)?;
-    let mut request = strict::place_request(strict::parse(&body)?)?;
+    let mut request = strict::place_request(strict::parse(&body)?)?.with_actor(actor(caller));
     request.idempotency_key = key(&headers, request.idempotency_key)?;
     let placed = gateway.intake.place(request).await?;
     let status = if placed.already_existed {
@@ -240,6 +249,7 @@ async fn place(
 
 async fn place_batch(
     State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
@@ -257,10 +267,15 @@ async fn place_batch(
             ..e
         }
     };
+    let actor = actor(caller);
     let requests = items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| strict::place_request(item).map_err(at(i)))
+        .map(|(i, item)| {
+            strict::place_request(item)
+                .map(|r| r.with_actor(actor.clone()))
+                .map_err(at(i))
+        })
         .collect::<Result<_, _>>()?;
     let placed = gateway.intake.place_many(requests).await?;
     let orders: Vec<_> = placed
@@ -272,6 +287,7 @@ async fn place_batch(
 
 async fn apply_event(
     State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -287,6 +303,7 @@ async fn apply_event(
         event: body.event,
         expected_version: body.expected_version,
         reason: body.reason,
+        actor: actor(caller),
     };
     let event = request.event.clone();
     let accepted = gateway
@@ -327,6 +344,7 @@ async fn read(
         "version": order.version,
         "history": history.iter().map(|r| json!({
             "from": r.from, "to": r.to, "event": r.event, "version": r.version, "at": r.at,
+            "actor": r.actor,
         })).collect::<Vec<_>>(),
     }))
     .into_response())

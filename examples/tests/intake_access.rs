@@ -311,6 +311,57 @@ async fn each_role_may_do_what_it_may_and_keys_never_show() {
         }
     }
 
+    // Who did what travels with the commands: the shop's placement and the operator's
+    // `prepare` (over HTTP) carry their keys' names in the records on the transitions topic
+    // and in the order's history; the read model shows them too.
+    let topic = format!("{}order-transitions", processes.prefix);
+    let id: order_fsm::OrderId = calls.order_id.parse().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut actors = loop {
+        let (brokers, topic) = (brokers.clone(), topic.clone());
+        let records = tokio::task::spawn_blocking(move || {
+            let all = common::topic_records(&brokers, &topic);
+            common::read_transitions(&brokers, &topic, usize::try_from(all).unwrap_or(0))
+        })
+        .await
+        .unwrap();
+        let ours: Vec<(u64, Option<String>)> = records
+            .into_iter()
+            .filter(|l| l.record.order_id == id)
+            .map(|l| (l.record.version, l.record.actor))
+            .collect();
+        if ours.len() >= 2 {
+            break ours;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operator's transition never reached the topic: {ours:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    actors.sort();
+    assert_eq!(
+        actors[..2],
+        [(1, Some("backend".to_owned())), (2, Some("ops".to_owned()))]
+    );
+    let history = calls
+        .grpc
+        .get_order(with_key(
+            GetOrderRequest {
+                order_id: calls.order_id.clone(),
+            },
+            Some(OPERATOR),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .history;
+    let seen: Vec<Option<String>> = history.into_iter().map(|t| t.actor).collect();
+    assert!(
+        seen.len() >= 2 && seen[0].as_deref() == Some("backend"),
+        "{seen:?}"
+    );
+
     // The reader's key is removed: refused within a few seconds, no restart.
     std::fs::write(
         &keys_path,

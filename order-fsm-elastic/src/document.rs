@@ -30,6 +30,8 @@ struct TransitionDocRef<'a> {
     terminal: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a str>,
     price_cents: i64,
     purchase: &'a Purchase,
 }
@@ -49,6 +51,8 @@ pub(crate) struct TransitionDoc {
     terminal: bool,
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    actor: Option<String>,
     purchase: Purchase,
 }
 
@@ -67,6 +71,7 @@ impl From<TransitionDoc> for TransitionRecord {
             terminal: d.terminal,
             reason: d.reason,
             purchase: Arc::new(d.purchase),
+            actor: d.actor,
         }
     }
 }
@@ -188,6 +193,7 @@ pub(crate) fn encode_records(
             since_placed_us: r.at.micros_since(r.placed_at),
             terminal: r.terminal,
             reason: r.reason.as_deref(),
+            actor: r.actor.as_deref(),
             price_cents: r.purchase.price.minor_units(),
             purchase: &r.purchase,
         };
@@ -355,6 +361,7 @@ pub(crate) fn command_of(r: &TransitionRecord) -> order_fsm::Command {
             event_id: r.event_id,
             purchase: Arc::clone(&r.purchase),
             placed_at: Some(r.placed_at),
+            actor: r.actor.clone(),
         }
     } else {
         order_fsm::Command::Apply {
@@ -363,6 +370,7 @@ pub(crate) fn command_of(r: &TransitionRecord) -> order_fsm::Command {
             event: r.event.to_string(),
             expected_version: Some(r.version - 1),
             reason: r.reason.clone(),
+            actor: r.actor.clone(),
         }
     }
 }

@@ -54,6 +54,7 @@ pub(crate) fn transitions() -> Value {
         "since_placed_us": long(),
         "terminal": { "type": "boolean" },
         "reason": { "type": "text" },
+        "actor": keyword(),
         "price_cents": long(),
         "purchase": { "properties": purchase_properties() },
     }))

@@ -49,6 +49,7 @@ pub(crate) fn record_to_proto(r: &TransitionRecord) -> proto::Transition {
         in_previous_state_micros: r.in_previous_state_micros,
         terminal: r.terminal,
         reason: r.reason.clone(),
+        actor: r.actor.clone(),
     }
 }
 

@@ -47,15 +47,28 @@ fn in_call(index: usize, status: Status) -> Status {
     )
 }
 
-/// A wire placement as the intake's request (the purchase converted, not yet checked).
-fn place_request(req: proto::PlaceOrderRequest) -> Result<PlaceRequest, Status> {
+/// A wire placement as the intake's request (the purchase converted, not yet checked),
+/// asked for by `actor`.
+fn place_request(
+    req: proto::PlaceOrderRequest,
+    actor: Option<String>,
+) -> Result<PlaceRequest, Status> {
     let wire = req
         .purchase
         .ok_or_else(|| invalid("purchase", "is required"))?;
     Ok(PlaceRequest {
         purchase: purchase_from_proto(wire).map_err(core)?,
         idempotency_key: req.idempotency_key,
+        actor,
     })
+}
+
+/// The name of the caller the access layer authenticated, if access control is on.
+fn actor_of<T>(request: &Request<T>) -> Option<String> {
+    request
+        .extensions()
+        .get::<order_fsm::access::Identity>()
+        .map(|caller| caller.name().to_owned())
 }
 
 impl Service {
@@ -72,8 +85,13 @@ impl Service {
     async fn place(
         &self,
         req: proto::PlaceOrderRequest,
+        actor: Option<String>,
     ) -> Result<proto::PlaceOrderResponse, Status> {
-        let placed = self.intake.place(place_request(req)?).await.map_err(core)?;
+        let placed = self
+            .intake
+            .place(place_request(req, actor)?)
+            .await
+            .map_err(core)?;
         Ok(self.placed(placed))
     }
 
@@ -81,13 +99,16 @@ impl Service {
     async fn place_many(
         &self,
         req: proto::PlaceOrdersRequest,
+        actor: Option<String>,
     ) -> Result<proto::PlaceOrdersResponse, Status> {
         intake::check_batch(req.orders.len()).map_err(core)?;
         let requests = req
             .orders
             .into_iter()
             .enumerate()
-            .map(|(index, order)| place_request(order).map_err(|s| in_call(index, s)))
+            .map(|(index, order)| {
+                place_request(order, actor.clone()).map_err(|s| in_call(index, s))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let placed =
             self.intake
@@ -190,7 +211,8 @@ impl OrderService for Service {
         request: Request<proto::PlaceOrderRequest>,
     ) -> Result<Response<proto::PlaceOrderResponse>, Status> {
         let limit = budget(request.metadata(), self.request_timeout);
-        within(limit, self.place(request.into_inner()))
+        let actor = actor_of(&request);
+        within(limit, self.place(request.into_inner(), actor))
             .await
             .map(Response::new)
     }
@@ -200,7 +222,8 @@ impl OrderService for Service {
         request: Request<proto::PlaceOrdersRequest>,
     ) -> Result<Response<proto::PlaceOrdersResponse>, Status> {
         let limit = budget(request.metadata(), self.request_timeout);
-        within(limit, self.place_many(request.into_inner()))
+        let actor = actor_of(&request);
+        within(limit, self.place_many(request.into_inner(), actor))
             .await
             .map(Response::new)
     }
@@ -238,6 +261,7 @@ impl OrderService for Service {
         request: Request<proto::ApplyEventRequest>,
     ) -> Result<Response<proto::EventAccepted>, Status> {
         let limit = budget(request.metadata(), self.request_timeout);
+        let actor = actor_of(&request);
         let req = request.into_inner();
         let event = EventRequest {
             order_id: req.order_id.parse().map_err(core)?,
@@ -245,6 +269,7 @@ impl OrderService for Service {
             expected_version: req.expected_version,
             reason: req.reason,
             idempotency_key: req.idempotency_key,
+            actor,
         };
         within(limit, self.event(event)).await.map(Response::new)
     }
@@ -254,6 +279,7 @@ impl OrderService for Service {
         request: Request<proto::CancelOrderRequest>,
     ) -> Result<Response<proto::EventAccepted>, Status> {
         let limit = budget(request.metadata(), self.request_timeout);
+        let actor = actor_of(&request);
         let req = request.into_inner();
         let event = EventRequest {
             order_id: req.order_id.parse().map_err(core)?,
@@ -261,6 +287,7 @@ impl OrderService for Service {
             expected_version: req.expected_version,
             reason: req.reason,
             idempotency_key: req.idempotency_key,
+            actor,
         };
         within(limit, self.event(event)).await.map(Response::new)
     }

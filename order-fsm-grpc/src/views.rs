@@ -46,6 +46,8 @@ pub struct TransitionView {
     pub terminal: bool,
     /// The event's reason, if any.
     pub reason: Option<String>,
+    /// Who asked for it (an API key's name), if anyone did.
+    pub actor: Option<String>,
 }
 
 /// An order as the server reports it.
@@ -124,6 +126,7 @@ pub(crate) fn transition_from_proto(t: proto::Transition) -> Result<TransitionVi
         in_previous_state_micros: t.in_previous_state_micros,
         terminal: t.terminal,
         reason: t.reason,
+        actor: t.actor,
     })
 }
 

@@ -173,7 +173,7 @@ impl Orders {
         for kind in [ecommerce::PREPARE, ecommerce::SHIP] {
             let event = Event::new(kind, self.tick());
             let transition = self.engine.apply(&next, &event).expect("a legal event");
-            next.commit(&transition, None).expect("commit");
+            next.commit(&transition, None, None).expect("commit");
         }
         next
     }

@@ -63,7 +63,7 @@ impl Orders {
         let event = Event::new(kind, self.tick());
         let transition = self.engine.apply(state, &event).expect("a legal event");
         let mut next = state.clone();
-        next.commit(&transition, None).expect("commit");
+        next.commit(&transition, None, None).expect("commit");
         next
     }
 }

@@ -48,6 +48,7 @@ fn ship(order_id: OrderId, event_id: EventId) -> Command {
         event: "ship".into(),
         expected_version: None,
         reason: None,
+        actor: None,
     }
 }
 

@@ -137,6 +137,7 @@ pub(crate) fn decode(
         history,
         rejected,
         published_up_to: u64::try_from(published_up_to).unwrap_or_default(),
+        placed_by_actor: None,
     };
     record
         .into_change(lifecycle, partition)

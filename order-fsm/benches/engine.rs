@@ -164,6 +164,7 @@ fn full_lifecycle(engine: &Engine, store: &MemoryStore, purchase: &Arc<Purchase>
                         at: Timestamp::from_micros(i + step as u64),
                         expected_version: None,
                         reason: None,
+                        actor: None,
                     };
                     engine.apply_in_place(order, &event).unwrap()
                 })
@@ -193,6 +194,7 @@ fn full_lifecycle_chained(engine: &Engine, store: &MemoryStore, purchase: &Arc<P
                 at: Timestamp::from_micros(i + step as u64),
                 expected_version: Some(order.version),
                 reason: None,
+                actor: None,
             };
             engine.apply_in_place(&mut order, &event).unwrap();
             transitions += 1;

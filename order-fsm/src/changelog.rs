@@ -237,6 +237,9 @@ pub struct StateRecord {
     pub status: Cow<'static, str>,
     /// The placement's event id.
     pub placed_by: EventId,
+    /// Who placed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed_by_actor: Option<String>,
     /// When it was placed.
     pub created_at: Timestamp,
     /// When it last changed state.
@@ -266,6 +269,9 @@ pub struct HistoryRecord {
     /// The reason the event carried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Who asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 impl StateRecord {
@@ -282,6 +288,7 @@ impl StateRecord {
             version: state.version,
             status: Cow::Borrowed(lifecycle.state_name(state.status)),
             placed_by: state.placed_by,
+            placed_by_actor: state.placed_by_actor.clone(),
             created_at: state.created_at,
             updated_at: state.updated_at,
             purchase: Arc::clone(&state.purchase),
@@ -294,6 +301,7 @@ impl StateRecord {
                     to: Cow::Borrowed(lifecycle.state_name(h.to)),
                     at: h.at,
                     reason: h.reason.clone(),
+                    actor: h.actor.clone(),
                 })
                 .collect(),
             rejected: state.rejected.clone(),
@@ -328,6 +336,7 @@ impl StateRecord {
                 version: i as u64 + 2,
                 at: h.at,
                 reason: h.reason,
+                actor: h.actor,
             });
             from = to;
         }
@@ -349,6 +358,7 @@ impl StateRecord {
                 status,
                 version: self.version,
                 placed_by: self.placed_by,
+                placed_by_actor: self.placed_by_actor,
                 created_at: self.created_at,
                 updated_at: self.updated_at,
                 history,
@@ -374,10 +384,14 @@ mod tests {
             EventId::random(),
             Timestamp::from_micros(10),
         );
-        for (kind, at) in [(ecommerce::PREPARE, 20), (ecommerce::SHIP, 30)] {
+        state.placed_by_actor = Some("backend".into());
+        for (kind, at, actor) in [
+            (ecommerce::PREPARE, 20, Some("ops")),
+            (ecommerce::SHIP, 30, None),
+        ] {
             let event = Event::new(kind, Timestamp::from_micros(at));
             let t = engine.apply(&state, &event).unwrap();
-            state.commit(&t, None).unwrap();
+            state.commit(&t, None, actor.map(str::to_owned)).unwrap();
         }
         state.remember_rejection(EventId::random());
         let change = StateChange {

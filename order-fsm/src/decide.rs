@@ -58,6 +58,7 @@ impl Engine {
                 event_id,
                 purchase,
                 placed_at,
+                actor,
             } => {
                 if let Some(existing) = current {
                     return Err(if existing.has_seen(*event_id) {
@@ -74,7 +75,8 @@ impl Engine {
                 }
                 purchase.validate()?;
                 let at = placed_at.unwrap_or(now);
-                let order = self.place_with(*order_id, Arc::clone(purchase), *event_id, at);
+                let mut order = self.place_with(*order_id, Arc::clone(purchase), *event_id, at);
+                order.placed_by_actor.clone_from(actor);
                 Ok(Decision::Place(order))
             }
             Command::Apply {
@@ -83,6 +85,7 @@ impl Engine {
                 event,
                 expected_version,
                 reason,
+                actor: _,
             } => {
                 let kind = self
                     .lifecycle()
@@ -141,6 +144,7 @@ mod tests {
             event_id: EventId::random(),
             purchase: Purchase::example().into(),
             placed_at: Some(at(7)),
+            actor: None,
         };
         let Ok(Decision::Place(order)) = engine.decide(&stamped, None, at(100)) else {
             panic!("placed");
@@ -161,6 +165,7 @@ mod tests {
             event_id: EventId::random(),
             purchase: Purchase::example().into(),
             placed_at: None,
+            actor: None,
         };
         assert!(matches!(
             engine.decide(&other, Some(&order), at(1)),
@@ -264,11 +269,12 @@ mod tests {
             event: "cancel".into(),
             expected_version: None,
             reason: Some("changed my mind".into()),
+            actor: None,
         };
         let Ok(Decision::Apply(t)) = engine.decide(&cancel, Some(&order), at(2)) else {
             panic!("cancelled");
         };
-        order.commit(&t, None).unwrap();
+        order.commit(&t, None, None).unwrap();
         assert!(matches!(
             engine.decide(&event(&order, "prepare"), Some(&order), at(3)),
             Err(Error::Terminal { state: "cancelled" })

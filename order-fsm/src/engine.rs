@@ -19,6 +19,8 @@ pub struct Event {
     pub expected_version: Option<u64>,
     /// Why (required by events like `fail`).
     pub reason: Option<String>,
+    /// Who asked for it (an API key's name); `None` for automatic steps.
+    pub actor: Option<String>,
 }
 
 impl Event {
@@ -30,6 +32,7 @@ impl Event {
             at,
             expected_version: None,
             reason: None,
+            actor: None,
         }
     }
 }
@@ -75,6 +78,8 @@ pub struct HistoryEntry {
     pub at: Timestamp,
     /// The reason the event carried, if any.
     pub reason: Option<String>,
+    /// Who asked for it (an API key's name), if anyone did.
+    pub actor: Option<String>,
 }
 
 /// The current state of one order: status, version, timestamps and audit history.
@@ -92,6 +97,8 @@ pub struct OrderState {
     pub version: u64,
     /// The event id of the placement (a redelivered placement is a duplicate).
     pub placed_by: EventId,
+    /// Who placed it (an API key's name), if access control named anyone.
+    pub placed_by_actor: Option<String>,
     /// When the order was placed.
     pub created_at: Timestamp,
     /// When the order last changed state.
@@ -109,7 +116,12 @@ impl OrderState {
     /// # Errors
     /// [`Error::StaleVersion`] if `transition` was not computed from this version of the order
     /// (its version is not `self.version + 1`), leaving the state untouched.
-    pub fn commit(&mut self, transition: &Transition, reason: Option<String>) -> Result<(), Error> {
+    pub fn commit(
+        &mut self,
+        transition: &Transition,
+        reason: Option<String>,
+        actor: Option<String>,
+    ) -> Result<(), Error> {
         if transition.version != self.version + 1 || transition.order_id != self.id {
             return Err(Error::StaleVersion {
                 expected: transition.version.saturating_sub(1),
@@ -124,6 +136,7 @@ impl OrderState {
             version: transition.version,
             at: transition.at,
             reason,
+            actor,
         });
         self.status = transition.to;
         self.version = transition.version;
@@ -156,7 +169,7 @@ impl OrderState {
 /// let mut order = engine.place(OrderId::random(), Purchase::example().into(), Timestamp::from_micros(0));
 /// let t = engine.apply(&order, &Event::new(ecommerce::PREPARE, Timestamp::from_micros(5))).unwrap();
 /// assert_eq!((t.from, t.to, t.version), (ecommerce::PROCESSING, ecommerce::PREPARING, 2));
-/// order.commit(&t, None).unwrap();
+/// order.commit(&t, None, None).unwrap();
 /// let err = engine.apply(&order, &Event::new(ecommerce::COMPLETE, Timestamp::from_micros(6))).unwrap_err();
 /// assert_eq!(err.to_string(), "illegal transition: event `complete` is not allowed in state `preparing`");
 /// ```
@@ -200,6 +213,7 @@ impl Engine {
             status: self.lifecycle.initial(),
             version: 1,
             placed_by: event_id,
+            placed_by_actor: None,
             created_at: at,
             updated_at: at,
             history: Vec::with_capacity(self.happy_path_len),
@@ -297,7 +311,7 @@ impl Engine {
     ) -> Result<Transition, Error> {
         match self.apply(order, event) {
             Ok(transition) => {
-                order.commit(&transition, event.reason.clone())?;
+                order.commit(&transition, event.reason.clone(), event.actor.clone())?;
                 Ok(transition)
             }
             Err(e) => {
@@ -384,8 +398,8 @@ mod tests {
     fn commit_refuses_a_transition_from_another_version() {
         let (engine, mut order) = placed();
         let t = engine.apply(&order, &Event::new(PREPARE, at(1))).unwrap();
-        order.commit(&t, None).unwrap();
-        assert!(order.commit(&t, None).is_err());
+        order.commit(&t, None, None).unwrap();
+        assert!(order.commit(&t, None, None).is_err());
         assert_eq!(order.version, 2);
     }
 }

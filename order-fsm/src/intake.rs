@@ -179,6 +179,8 @@ pub struct PlaceRequest {
     pub purchase: Purchase,
     /// Retries with the same key place the same order once.
     pub idempotency_key: Option<String>,
+    /// Who asks (the caller's API key name; see [`crate::access`]).
+    pub actor: Option<String>,
 }
 
 impl PlaceRequest {
@@ -187,12 +189,20 @@ impl PlaceRequest {
         Self {
             purchase,
             idempotency_key: None,
+            actor: None,
         }
     }
 
     /// Sets the idempotency key.
     pub fn with_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
+        self
+    }
+
+    /// Sets who asks.
+    #[must_use]
+    pub fn with_actor(mut self, actor: Option<String>) -> Self {
+        self.actor = actor;
         self
     }
 }
@@ -226,6 +236,8 @@ pub struct EventRequest {
     pub reason: Option<String>,
     /// Retries with the same key apply the event once.
     pub idempotency_key: Option<String>,
+    /// Who asks (the caller's API key name; see [`crate::access`]).
+    pub actor: Option<String>,
 }
 
 impl EventRequest {
@@ -237,7 +249,15 @@ impl EventRequest {
             expected_version: None,
             reason: None,
             idempotency_key: None,
+            actor: None,
         }
+    }
+
+    /// Sets who asks.
+    #[must_use]
+    pub fn with_actor(mut self, actor: Option<String>) -> Self {
+        self.actor = actor;
+        self
     }
 }
 
@@ -392,6 +412,7 @@ impl Intake {
             purchase: request.purchase.into(),
             // End-to-end latency runs from here, the moment the intake accepted the order.
             placed_at: Some(self.clock.now()),
+            actor: request.actor,
         };
         let placed = Placed {
             order_id,
@@ -486,6 +507,7 @@ impl Intake {
             event: request.event,
             expected_version: request.expected_version,
             reason: request.reason,
+            actor: request.actor,
         };
         let current = self.store.get(order_id).await?;
         let transition = match self

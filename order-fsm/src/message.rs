@@ -28,6 +28,10 @@ pub enum Command {
         /// When the customer placed it (defaults to when the runner handles it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         placed_at: Option<Timestamp>,
+        /// Who asked for it: the name of the caller's API key at the intake (`None`: no
+        /// access control, or an internal command).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        actor: Option<String>,
     },
     /// Apply a named event to an existing order.
     Apply {
@@ -43,6 +47,10 @@ pub enum Command {
         /// Why (required by events like `fail`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
+        /// Who asked for it: the name of the caller's API key at the intake (`None`: no
+        /// access control, or an internal command).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        actor: Option<String>,
     },
 }
 
@@ -64,6 +72,8 @@ struct WireCommand {
     expected_version: Option<u64>,
     #[serde(default)]
     reason: Option<String>,
+    #[serde(default)]
+    actor: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +95,7 @@ impl<'de> Deserialize<'de> for Command {
                     .purchase
                     .ok_or_else(|| D::Error::missing_field("purchase"))?,
                 placed_at: wire.placed_at,
+                actor: wire.actor,
             },
             CommandKind::Apply => Self::Apply {
                 order_id: wire.order_id,
@@ -92,6 +103,7 @@ impl<'de> Deserialize<'de> for Command {
                 event: wire.event.ok_or_else(|| D::Error::missing_field("event"))?,
                 expected_version: wire.expected_version,
                 reason: wire.reason,
+                actor: wire.actor,
             },
         })
     }
@@ -119,6 +131,7 @@ impl Command {
             event_id: EventId::random(),
             purchase: Arc::new(purchase),
             placed_at: None,
+            actor: None,
         }
     }
 
@@ -130,7 +143,24 @@ impl Command {
             event: event.into(),
             expected_version: None,
             reason: None,
+            actor: None,
         }
+    }
+
+    /// Who asked for the command (see the variants' `actor`).
+    pub fn actor(&self) -> Option<&str> {
+        match self {
+            Self::Place { actor, .. } | Self::Apply { actor, .. } => actor.as_deref(),
+        }
+    }
+
+    /// The command, asked for by `actor`.
+    #[must_use]
+    pub fn with_actor(mut self, who: Option<String>) -> Self {
+        match &mut self {
+            Self::Place { actor, .. } | Self::Apply { actor, .. } => *actor = who,
+        }
+        self
     }
 }
 
@@ -162,6 +192,10 @@ pub struct TransitionRecord {
     /// Reason carried by the event, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// Who asked for the change (the name of an API key; `None` for automatic steps and
+    /// intakes without access control).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
     /// What was bought (notifications and analytics need it).
     pub purchase: Arc<Purchase>,
 }
@@ -184,6 +218,7 @@ impl TransitionRecord {
             in_previous_state_micros: 0,
             terminal: lifecycle.is_terminal(lifecycle.initial()),
             reason: None,
+            actor: order.placed_by_actor.clone(),
             purchase: Arc::clone(&order.purchase),
         }
     }
@@ -194,6 +229,7 @@ impl TransitionRecord {
         order: &OrderState,
         t: &Transition,
         reason: Option<String>,
+        actor: Option<String>,
     ) -> Self {
         Self {
             order_id: t.order_id,
@@ -207,6 +243,7 @@ impl TransitionRecord {
             in_previous_state_micros: t.in_previous_state_micros,
             terminal: t.terminal,
             reason,
+            actor,
             purchase: Arc::clone(&order.purchase),
         }
     }
@@ -230,6 +267,7 @@ impl TransitionRecord {
             in_previous_state_micros: entry.at.micros_since(previous_at),
             terminal: lifecycle.is_terminal(entry.to),
             reason: entry.reason.clone(),
+            actor: entry.actor.clone(),
             purchase: Arc::clone(&order.purchase),
         }
     }
@@ -282,6 +320,7 @@ impl OrderState {
             status: lifecycle.state(&record.to)?,
             version: 1,
             placed_by: record.event_id,
+            placed_by_actor: record.actor.clone(),
             created_at: record.placed_at,
             updated_at: record.at,
             history: Vec::new(),
@@ -310,6 +349,7 @@ impl OrderState {
             version: record.version,
             at: record.at,
             reason: record.reason.clone(),
+            actor: record.actor.clone(),
         });
         self.status = to;
         self.version = record.version;
@@ -336,6 +376,7 @@ mod tests {
             event: "fail".into(),
             expected_version: Some(3),
             reason: Some("card declined".into()),
+            actor: None,
         };
         assert_eq!(round_trip(&apply), apply);
     }

@@ -50,6 +50,7 @@ pub fn sample_commands(orders: usize, events_per_order: usize) -> Vec<Command> {
                     event_id: EventId::random(),
                     purchase: Purchase::example().into(),
                     placed_at: None,
+                    actor: None,
                 }
             } else {
                 Command::apply(*id, names[(step - 1) % names.len()])
@@ -187,7 +188,9 @@ pub enum Repeats {
 }
 
 /// Records of one fresh order going through the ecommerce lifecycle: placement plus four
-/// transitions, versions 1 to 5.
+/// transitions, versions 1 to 5. The placement names the actor `sample-shop` and the first
+/// transition `sample-operator` (the later ones are automatic), so that destinations show
+/// they keep who did what.
 pub fn sample_records() -> Vec<TransitionRecord> {
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let engine = Engine::new(Arc::clone(&lifecycle));
@@ -196,15 +199,24 @@ pub fn sample_records() -> Vec<TransitionRecord> {
         Purchase::example().into(),
         Timestamp::from_micros(1_000),
     );
+    order.placed_by_actor = Some("sample-shop".into());
     let mut out = vec![TransitionRecord::placed(&lifecycle, &order)];
     let mut at = 1_000;
     while let Some(kind) = lifecycle.advance_event(order.status) {
         at += 250;
+        let mut event = Event::new(kind, Timestamp::from_micros(at));
+        if out.len() == 1 {
+            event.actor = Some("sample-operator".into());
+        }
         let t = engine
-            .apply_in_place(&mut order, &Event::new(kind, Timestamp::from_micros(at)))
+            .apply_in_place(&mut order, &event)
             .expect("the happy path is legal");
         out.push(TransitionRecord::of_transition(
-            &lifecycle, &order, &t, None,
+            &lifecycle,
+            &order,
+            &t,
+            None,
+            event.actor.clone(),
         ));
     }
     out

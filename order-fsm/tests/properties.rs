@@ -28,6 +28,7 @@ fn to_event(engine: &Engine, (index, reason, _): (usize, bool, u64), at: u64, id
         at: Timestamp::from_micros(at),
         expected_version: None,
         reason: reason.then(|| "property".to_owned()),
+        actor: None,
     }
 }
 

@@ -251,6 +251,7 @@ async fn bad_commands_are_dead_lettered_and_the_stream_goes_on() {
             event_id: EventId::random(),
             purchase: Purchase::example().into(),
             placed_at: None,
+            actor: None,
         },
         Command::apply(good_id, "prepare"),
     ]);
@@ -504,4 +505,57 @@ async fn records_rebuild_the_same_states_in_a_read_model() {
         );
         assert_eq!(a.history, b.history);
     }
+}
+
+#[tokio::test]
+async fn the_actor_of_each_command_is_on_its_records_and_in_the_history() {
+    let queue = MemoryQueue::new();
+    let placed = Command::place(Purchase::example()).with_actor(Some("backend".into()));
+    let id = placed.order_id();
+    queue.extend([
+        placed,
+        Command::apply(id, "prepare").with_actor(Some("ops".into())),
+        Command::apply(id, "ship"),
+    ]);
+    queue.close();
+    let sink = Arc::new(MemorySink::new());
+    let store = Arc::new(order_fsm::MemoryStore::new());
+    let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
+        .store(store.clone())
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    runner
+        .run(queue.subscribe(), std::future::pending())
+        .await
+        .unwrap();
+    let actors: Vec<(String, Option<String>)> = sink
+        .records()
+        .iter()
+        .map(|r| (r.event.to_string(), r.actor.clone()))
+        .collect();
+    assert_eq!(
+        actors,
+        [
+            ("place".to_owned(), Some("backend".to_owned())),
+            ("prepare".to_owned(), Some("ops".to_owned())),
+            ("ship".to_owned(), None),
+        ]
+    );
+    let order = order_fsm::OrderStore::get(&*store, id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(order.placed_by_actor.as_deref(), Some("backend"));
+    assert_eq!(order.history[0].actor.as_deref(), Some("ops"));
+    assert_eq!(order.history[1].actor, None);
+    // The records rebuild the same state, actors included.
+    let lifecycle = order_fsm::Lifecycle::ecommerce();
+    let records = order_fsm::TransitionRecord::all_of(&lifecycle, &order);
+    let mut rebuilt = order_fsm::OrderState::from_placement(&lifecycle, &records[0]).unwrap();
+    for r in &records[1..] {
+        assert!(rebuilt.apply_record(&lifecycle, r));
+    }
+    assert_eq!(rebuilt.placed_by_actor, order.placed_by_actor);
+    assert_eq!(rebuilt.history, order.history);
 }

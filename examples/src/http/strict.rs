@@ -171,6 +171,7 @@ pub(crate) fn place_request(mut value: Value) -> Result<PlaceRequest, ApiError> 
     Ok(PlaceRequest {
         purchase,
         idempotency_key,
+        actor: None,
     })
 }
 

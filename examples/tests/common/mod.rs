@@ -416,6 +416,8 @@ pub struct IntakeAndWorker {
     pub grpc: String,
     /// The intake's HTTP address.
     pub http: String,
+    /// The prefix of their topics (`{prefix}order-transitions`, ...).
+    pub prefix: String,
 }
 
 impl IntakeAndWorker {
@@ -462,6 +464,7 @@ impl IntakeAndWorker {
             worker,
             grpc,
             http,
+            prefix,
         }
     }
 }

@@ -42,6 +42,7 @@ impl Worker {
                         at: self.shared.clock.now(),
                         expected_version: Some(version),
                         reason: None,
+                        actor: None,
                     };
                     match self.transition(state, &event, &mut plan) {
                         Ok(()) => cached.dirty = true,
@@ -150,8 +151,9 @@ impl Worker {
                     Command::Apply { reason, .. } => reason.clone(),
                     Command::Place { .. } => None,
                 };
+                let actor = command.actor().map(str::to_owned);
                 cached.dirty = true;
-                self.record_transition(state, &transition, reason, plan)?;
+                self.record_transition(state, &transition, reason, actor, plan)?;
                 self.after_transition(state, plan);
                 Ok(())
             }
@@ -196,7 +198,8 @@ impl Worker {
         plan: &mut Plan,
     ) -> Result<(), Error> {
         let transition = self.shared.engine.apply(state, event)?;
-        self.record_transition(state, &transition, event.reason.clone(), plan)
+        let (reason, actor) = (event.reason.clone(), event.actor.clone());
+        self.record_transition(state, &transition, reason, actor, plan)
     }
 
     /// Commits `transition` to the batch-local state and records it.
@@ -205,14 +208,16 @@ impl Worker {
         state: &mut OrderState,
         transition: &Transition,
         reason: Option<String>,
+        actor: Option<String>,
         plan: &mut Plan,
     ) -> Result<(), Error> {
-        state.commit(transition, reason.clone())?;
+        state.commit(transition, reason.clone(), actor.clone())?;
         plan.records.push(TransitionRecord::of_transition(
             self.shared.engine.lifecycle(),
             state,
             transition,
             reason,
+            actor,
         ));
         self.tally.transitions.push((*transition, state.created_at));
         Ok(())
@@ -236,6 +241,7 @@ impl Worker {
                 at: self.shared.clock.now(),
                 expected_version: Some(state.version),
                 reason: None,
+                actor: None,
             };
             if self.commit_event(state, &event, plan).is_err() {
                 return;
