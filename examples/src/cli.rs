@@ -62,7 +62,9 @@ pub struct KafkaArgs {
     pub kafka_wait_secs: u64,
     /// A librdkafka property for every client of this program (`key=value`, repeatable),
     /// applied after this program's own settings: `security.protocol=SSL`,
-    /// `batch.num.messages=1`, ...
+    /// `batch.num.messages=1`, ... Secrets belong in the environment instead (flags show in
+    /// `ps`): `ORDER_FSM_KAFKA_PROPERTY_SASL_PASSWORD=...` sets `sasl.password` (the name
+    /// after the prefix, lower-cased, `_` for `.`); flags win over the environment.
     #[arg(long = "property", value_name = "KEY=VALUE", value_parser = parse_property)]
     pub properties: Vec<(String, String)>,
     /// Remove personal data (e-mail and shipping addresses, ...) from the payloads of dead
@@ -109,6 +111,9 @@ impl KafkaArgs {
         let mut config = low_latency(config);
         if let Some(hours) = self.dead_letter_retention_hours {
             config = config.with_dead_letter_retention(Duration::from_secs(hours * 3600));
+        }
+        for (key, value) in properties_from_env(std::env::vars()) {
+            config = config.with_property(key, value);
         }
         for (key, value) in &self.properties {
             config = config.with_property(key, value);
@@ -251,6 +256,23 @@ impl StoreArgs {
     }
 }
 
+/// The environment's prefix of librdkafka properties.
+pub const KAFKA_PROPERTY_ENV_PREFIX: &str = "ORDER_FSM_KAFKA_PROPERTY_";
+
+/// The librdkafka properties named by `ORDER_FSM_KAFKA_PROPERTY_*` variables among `vars`
+/// (`ORDER_FSM_KAFKA_PROPERTY_SASL_USERNAME` → `sasl.username`), sorted by name.
+pub fn properties_from_env(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut properties: Vec<(String, String)> = vars
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix(KAFKA_PROPERTY_ENV_PREFIX)?;
+            Some((key.to_ascii_lowercase().replace('_', "."), value))
+        })
+        .filter(|(key, _)| !key.is_empty())
+        .collect();
+    properties.sort();
+    properties
+}
+
 /// The intake listeners' limits against slow, idle and too many clients (see
 /// [`crate::http::HttpEdge`] and [`order_fsm_grpc::ServerConfig`]).
 #[derive(clap::Args, Debug, Clone)]
@@ -347,6 +369,24 @@ mod tests {
     struct Program {
         #[command(flatten)]
         kafka: KafkaArgs,
+    }
+
+    #[test]
+    fn kafka_properties_come_from_the_environment_by_name() {
+        let vars = [
+            ("ORDER_FSM_KAFKA_PROPERTY_SASL_PASSWORD", "s3cret"),
+            ("ORDER_FSM_KAFKA_PROPERTY_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("ORDER_FSM_KAFKA_BROKERS", "b:9092"),
+            ("ORDER_FSM_KAFKA_PROPERTY_", "ignored"),
+        ]
+        .map(|(n, v)| (n.to_owned(), v.to_owned()));
+        assert_eq!(
+            properties_from_env(vars.into_iter()),
+            [
+                ("sasl.password".to_owned(), "s3cret".to_owned()),
+                ("security.protocol".to_owned(), "SASL_SSL".to_owned()),
+            ]
+        );
     }
 
     #[test]

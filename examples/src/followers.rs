@@ -67,8 +67,11 @@ impl DestinationArgs {
         let mut followers = Followers::default();
         let mut elastic = None;
         if let Some(url) = &self.es_url {
-            let builder =
-                ElasticBuilder::new(url.clone()).with_index_prefix(self.es_index_prefix.clone());
+            // Credentials and TLS from the environment, never from flags (they would show
+            // in `ps`): ORDER_FSM_ES_USERNAME/PASSWORD or _API_KEY, ORDER_FSM_ES_CA_CERT.
+            let builder = ElasticBuilder::new(url.clone())
+                .with_index_prefix(self.es_index_prefix.clone())
+                .with_env_security()?;
             // Out of the acknowledgement path, Elasticsearch down at start delays only its
             // follower; anything else (a bad URL, refused credentials) is an error now.
             let sink = match builder.clone().build().await {

@@ -58,6 +58,28 @@ pub fn access_layer(
     })
 }
 
+/// The per-client rate limit of the gateway's routes (see [`order_fsm_grpc::rate`], the
+/// same layer the gRPC service uses): `429` with `Retry-After` and `{"error"}`. Put it
+/// inside [`access_layer`] so that clients are counted by key.
+pub fn rate_limit_layer(
+    per_second: std::num::NonZeroU32,
+) -> order_fsm_grpc::rate::RateLimitLayer<axum::body::Body> {
+    order_fsm_grpc::rate::RateLimitLayer::new(per_second, http_operation, |wait| {
+        let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
+        let message = format!("rate limit: retry in {} ms", wait.as_millis().max(1));
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            Json(json!({ "error": message })),
+        )
+            .into_response();
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(secs),
+        );
+        response
+    })
+}
+
 /// The operation of a gateway request; `None` for routes that need no key.
 fn http_operation(method: &axum::http::Method, path: &str) -> Option<order_fsm::access::Operation> {
     use axum::http::Method;

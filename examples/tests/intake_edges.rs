@@ -114,3 +114,78 @@ async fn the_intake_closes_a_client_that_dribbles_its_request_head() {
         start.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_limits_each_client_over_both_apis() {
+    let Some(brokers) = service_address("ORDER_FSM_KAFKA_BROKERS") else {
+        return;
+    };
+    let (_intake, grpc, http) = intake(&brokers, &["--rate-limit", "5"]);
+    let channel = channel(&grpc).await;
+    let mut client =
+        order_fsm_grpc::proto::order_service_client::OrderServiceClient::new(channel.clone());
+    let id = order_fsm::OrderId::random().to_string();
+    let mut codes = Vec::new();
+    for _ in 0..12 {
+        let answer = client
+            .get_order(order_fsm_grpc::proto::GetOrderRequest {
+                order_id: id.clone(),
+            })
+            .await;
+        codes.push(answer.map_or_else(
+            |s| (s.code(), s.metadata().get("retry-after-ms").is_some()),
+            |_| (tonic::Code::Ok, false),
+        ));
+    }
+    let limited = codes
+        .iter()
+        .filter(|(code, _)| *code == tonic::Code::ResourceExhausted)
+        .count();
+    assert!(
+        (6..=7).contains(&limited),
+        "a burst of 5 (+1 refilled) then refusals: {codes:?}"
+    );
+    assert!(
+        codes[..5]
+            .iter()
+            .all(|(code, _)| *code == tonic::Code::NotFound),
+        "{codes:?}"
+    );
+    assert!(codes
+        .iter()
+        .filter(|(code, _)| *code == tonic::Code::ResourceExhausted)
+        .all(|(_, hint)| *hint));
+    // Health checks are not order calls: never limited.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    for _ in 0..10 {
+        health
+            .check(tonic_health::pb::HealthCheckRequest::default())
+            .await
+            .expect("health is not limited");
+    }
+
+    // HTTP counts the same client apart, per API: its own burst of 5, then 429.
+    let http_client = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let answer = http_client
+            .get(format!("http://{http}/orders/{id}"))
+            .send()
+            .await
+            .unwrap();
+        let retry_after = answer.headers().get("retry-after").is_some();
+        statuses.push((answer.status().as_u16(), retry_after));
+    }
+    assert!(statuses[..5].iter().all(|(s, _)| *s == 404), "{statuses:?}");
+    let refused: Vec<_> = statuses.iter().filter(|(s, _)| *s == 429).collect();
+    assert!((6..=7).contains(&refused.len()), "{statuses:?}");
+    assert!(refused.iter().all(|(_, retry_after)| *retry_after));
+    // The budget refills: after a second the client may call again.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let again = http_client
+        .get(format!("http://{http}/orders/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 404);
+}

@@ -210,7 +210,22 @@ impl ElasticBuilder {
     pub fn from_env() -> Result<Self, ElasticError> {
         let url = env("ORDER_FSM_ES_URL")
             .ok_or_else(|| ElasticError::Config("ORDER_FSM_ES_URL is not set".into()))?;
-        let mut builder = Self::new(url);
+        let mut builder = Self::new(url).with_env_security()?;
+        if let Some(prefix) = env("ORDER_FSM_ES_INDEX_PREFIX") {
+            builder = builder.with_index_prefix(prefix);
+        }
+        Ok(builder)
+    }
+
+    /// This builder with the credentials and TLS settings of the environment
+    /// (`ORDER_FSM_ES_USERNAME`/`PASSWORD` or `ORDER_FSM_ES_API_KEY`, `ORDER_FSM_ES_CA_CERT`,
+    /// `ORDER_FSM_ES_TLS_INSECURE`; see [`Self::from_env`]), for programs that take the URL
+    /// from a flag.
+    ///
+    /// # Errors
+    /// [`ElasticError::Config`] when the credentials are ambiguous.
+    pub fn with_env_security(self) -> Result<Self, ElasticError> {
+        let mut builder = self;
         match (
             env("ORDER_FSM_ES_USERNAME"),
             env("ORDER_FSM_ES_PASSWORD"),
@@ -238,9 +253,6 @@ impl ElasticBuilder {
         }
         if env("ORDER_FSM_ES_TLS_INSECURE").is_some_and(|v| v == "true" || v == "1") {
             builder = builder.with_insecure_tls();
-        }
-        if let Some(prefix) = env("ORDER_FSM_ES_INDEX_PREFIX") {
-            builder = builder.with_index_prefix(prefix);
         }
         Ok(builder)
     }

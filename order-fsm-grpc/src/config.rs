@@ -74,6 +74,9 @@ pub struct ServerConfig {
     /// Require an API key with a role allowing each RPC (see [`crate::access`]; default:
     /// none, every caller may do everything).
     pub access: Option<std::sync::Arc<order_fsm::access::KeyFile>>,
+    /// Most `OrderService` calls a second per client (see [`crate::rate`]; default: no
+    /// limit).
+    pub rate_limit: Option<std::num::NonZeroU32>,
     /// Serve server reflection (`grpc.reflection.v1` and `v1alpha`), which tools such as
     /// grpcurl use to discover the service (default on). Turn it off to not describe the
     /// API to whoever reaches the port.
@@ -103,6 +106,7 @@ impl Default for ServerConfig {
             watch_poll_interval: Duration::from_millis(500),
             tls: None,
             access: None,
+            rate_limit: None,
             reflection: true,
             max_connections: 1_024,
             handshake_timeout: Duration::from_secs(10),
@@ -217,6 +221,13 @@ impl ServerConfig {
     #[must_use]
     pub fn with_access(mut self, keys: std::sync::Arc<order_fsm::access::KeyFile>) -> Self {
         self.access = Some(keys);
+        self
+    }
+
+    /// At most `per_second` `OrderService` calls a second per client (see [`crate::rate`]).
+    #[must_use]
+    pub fn with_rate_limit(mut self, per_second: std::num::NonZeroU32) -> Self {
+        self.rate_limit = Some(per_second);
         self
     }
 

@@ -55,6 +55,7 @@ mod convert;
 mod deadline;
 mod edge;
 mod error;
+pub mod rate;
 mod server;
 mod service;
 mod views;

@@ -168,9 +168,11 @@ impl OrderServiceBuilder {
         let incoming =
             crate::edge::incoming(listener, config.max_connections, config.handshake_timeout);
         let access = config.access.clone().map(crate::access::AccessLayer::grpc);
+        let rate = config.rate_limit.map(crate::rate::RateLimitLayer::grpc);
         server
             .layer(crate::edge::EdgeLayer::new())
             .layer(tower::util::option_layer(access))
+            .layer(tower::util::option_layer(rate))
             .add_service(health_service)
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)

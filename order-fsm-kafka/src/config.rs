@@ -34,7 +34,7 @@ pub const DEFAULT_GROUP: &str = "order-fsm";
 /// assert_eq!(config.transitions_topic(), "order-transitions");
 /// assert_eq!(config.state_topic(), order_fsm_kafka::DEFAULT_STATE_TOPIC);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 #[must_use]
 pub struct KafkaConfig {
     brokers: String,
@@ -48,6 +48,41 @@ pub struct KafkaConfig {
     dead_letter_redaction: bool,
     dead_letter_retention: Option<Duration>,
     properties: BTreeMap<String, String>,
+}
+
+/// Debug output never shows a secret property's value (`sasl.password`,
+/// `ssl.key.password`, `sasl.oauthbearer.client.secret`, `ssl.key.pem`, ...).
+impl std::fmt::Debug for KafkaConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = |key: &str| {
+            ["password", "secret", "key", "token"]
+                .iter()
+                .any(|w| key.contains(w))
+        };
+        let properties: BTreeMap<&str, &str> = self
+            .properties
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str(),
+                    if secret(k) { "<redacted>" } else { v.as_str() },
+                )
+            })
+            .collect();
+        f.debug_struct("KafkaConfig")
+            .field("brokers", &self.brokers)
+            .field("group", &self.group)
+            .field("commands_topic", &self.commands_topic)
+            .field("transitions_topic", &self.transitions_topic)
+            .field("dead_letter_topic", &self.dead_letter_topic)
+            .field("state_topic", &self.state_topic)
+            .field("commit_interval", &self.commit_interval)
+            .field("stall_timeout", &self.stall_timeout)
+            .field("dead_letter_redaction", &self.dead_letter_redaction)
+            .field("dead_letter_retention", &self.dead_letter_retention)
+            .field("properties", &properties)
+            .finish()
+    }
 }
 
 impl KafkaConfig {
@@ -364,6 +399,23 @@ fn parse_switch(value: &str) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_output_hides_secret_properties() {
+        let config = KafkaConfig::new("b:9092")
+            .with_property("sasl.password", "s3cret-value")
+            .with_property("ssl.key.password", "other-secret")
+            .with_property("security.protocol", "SASL_SSL");
+        let shown = format!("{config:?}");
+        assert!(
+            !shown.contains("s3cret-value") && !shown.contains("other-secret"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("SASL_SSL") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn switches() {

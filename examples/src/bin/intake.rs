@@ -44,6 +44,11 @@ struct Args {
     /// the ports may do everything.
     #[arg(long, env = "ORDER_FSM_API_KEYS_FILE", value_name = "FILE")]
     api_keys: Option<std::path::PathBuf>,
+    /// Most order calls a second per client (its API key, else its IP address), over each
+    /// API, in bursts of as many; more are refused with `RESOURCE_EXHAUSTED` / 429 and a
+    /// retry hint. No limit when unset.
+    #[arg(long, env = "ORDER_FSM_RATE_LIMIT", value_name = "PER_SECOND")]
+    rate_limit: Option<std::num::NonZeroU32>,
     /// Do not serve gRPC server reflection (on by default, for grpcurl-style tools).
     #[arg(long, env = "ORDER_FSM_GRPC_NO_REFLECTION")]
     no_reflection: bool,
@@ -108,11 +113,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
                 .map(|config| match &access {
                     Some(keys) => config.with_access(Arc::clone(keys)),
                     None => config,
+                })
+                .map(|config| match args.rate_limit {
+                    Some(per_second) => config.with_rate_limit(per_second),
+                    None => config,
                 })?,
         );
     let grpc = tokio::spawn(grpc.serve(stop.clone().cancelled_owned()));
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
     let mut app = http::router(lifecycle, commands, store).merge(dashboard.router());
+    // Layers added later wrap the earlier ones: access control runs first, so the rate
+    // limit counts by key.
+    if let Some(per_second) = args.rate_limit {
+        app = app.layer(http::rate_limit_layer(per_second));
+    }
     if let Some(keys) = &access {
         app = app.layer(http::access_layer(Arc::clone(keys)));
     }

@@ -32,12 +32,14 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use order_fsm::intake::MAX_REQUEST_BYTES;
 use order_fsm::Throttle;
+use order_fsm_grpc::rate::ClientAddr;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 use tower_http::timeout::TimeoutLayer;
 
 /// The HTTP listener's limits (see the module documentation for what each one answers).
@@ -170,10 +172,10 @@ impl HttpEdge {
                     permit.expect("the semaphore is never closed")
                 }
             };
-            let stream = tokio::select! {
+            let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
                 accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
+                    Ok(accepted) => accepted,
                     Err(e) => {
                         // Out of file descriptors, say: back off instead of spinning.
                         tracing::warn!(error = %e, "http: accept failed");
@@ -183,7 +185,13 @@ impl HttpEdge {
                 },
             };
             let _ = stream.set_nodelay(true);
-            let service = TowerToHyperService::new(app.clone());
+            // The peer's address, for the per-client rate limit.
+            let service = TowerToHyperService::new(app.clone().map_request(
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ClientAddr(peer));
+                    request
+                },
+            ));
             let (http, watcher) = (http.clone(), graceful.watcher());
             let (tls, handshake_timeout) = (self.tls.clone(), self.head_timeout);
             tokio::spawn(async move {
