@@ -214,16 +214,25 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
         async move { runner.run(source, stop).await }
     });
 
+    // The run's own intake requires the run's own key, generated here and never shown: the
+    // embedded system runs with access control on, as a deployment would.
+    let api_key = order_fsm::EventId::random().to_string();
+    let keys = order_fsm::access::KeyRing::parse(&format!(
+        "pipeline operator {}",
+        order_fsm::access::hash_key(&api_key)
+    ))?;
+    let keys = Arc::new(order_fsm::access::KeyFile::fixed(keys));
     let addr = start_intake(
         &config.intake,
         &lifecycle,
         commands,
         read_model,
         hub,
+        keys,
         stop.clone().cancelled_owned(),
     )
     .await?;
-    let target = load::Target::connect(config.intake, addr).await?;
+    let target = load::Target::connect(config.intake, addr, Some(&api_key)).await?;
 
     // Warm-up: one order through the whole pipeline (joins the consumer group).
     let warm_up =
@@ -327,6 +336,7 @@ async fn start_intake(
     commands: Arc<KafkaCommandSink>,
     store: Arc<MemoryStore>,
     hub: WatchHub,
+    keys: Arc<order_fsm::access::KeyFile>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<SocketAddr, BoxError> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -337,7 +347,7 @@ async fn start_intake(
                 .with_commands(commands)
                 .with_store(store)
                 .with_watch_hub(hub)
-                .with_config(ServerConfig::default());
+                .with_config(ServerConfig::default().with_access(keys));
             tokio::spawn(async move {
                 if let Err(e) = server.serve_with_listener(listener, shutdown).await {
                     tracing::error!(error = %e, "gRPC intake stopped");
@@ -345,7 +355,8 @@ async fn start_intake(
             });
         }
         Intake::Http => {
-            let app = crate::http::router(Arc::clone(lifecycle), commands, store);
+            let app = crate::http::router(Arc::clone(lifecycle), commands, store)
+                .layer(crate::http::access_layer(keys));
             tokio::spawn(async move {
                 if let Err(e) = crate::http::HttpEdge::default()
                     .serve(listener, app, shutdown)

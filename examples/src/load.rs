@@ -43,8 +43,8 @@ impl Pace {
 
 /// A connected intake client.
 pub enum Target {
-    /// gRPC client.
-    Grpc(OrderClient),
+    /// gRPC client (boxed: it is much larger than the HTTP variant).
+    Grpc(Box<OrderClient>),
     /// HTTP client and base URL.
     Http(reqwest::Client, String),
 }
@@ -54,19 +54,44 @@ impl Target {
     ///
     /// # Errors
     /// Connection failures.
-    pub async fn connect(intake: Intake, addr: SocketAddr) -> Result<Self, BoxError> {
-        Self::connect_url(intake, &format!("http://{addr}")).await
+    pub async fn connect(
+        intake: Intake,
+        addr: SocketAddr,
+        api_key: Option<&str>,
+    ) -> Result<Self, BoxError> {
+        Self::connect_url(intake, &format!("http://{addr}"), api_key).await
     }
 
-    /// Connects to the intake at `url` (`http://host:port`).
+    /// Connects to the intake at `url` (`http://host:port`), sending `api_key` with every
+    /// request when given.
     ///
     /// # Errors
-    /// Connection failures.
-    pub async fn connect_url(intake: Intake, url: &str) -> Result<Self, BoxError> {
+    /// Connection failures, or a key that is not printable ASCII.
+    pub async fn connect_url(
+        intake: Intake,
+        url: &str,
+        api_key: Option<&str>,
+    ) -> Result<Self, BoxError> {
         Ok(match intake {
-            Intake::Grpc => Target::Grpc(OrderClient::connect(ClientConfig::new(url)).await?),
+            Intake::Grpc => {
+                let mut config = ClientConfig::new(url);
+                if let Some(key) = api_key {
+                    config = config.with_api_key(key);
+                }
+                Target::Grpc(Box::new(OrderClient::connect(config).await?))
+            }
             Intake::Http => {
-                Target::Http(reqwest::Client::new(), url.trim_end_matches('/').to_owned())
+                let mut headers = reqwest::header::HeaderMap::new();
+                if let Some(key) = api_key {
+                    let mut value =
+                        reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))?;
+                    value.set_sensitive(true);
+                    headers.insert(reqwest::header::AUTHORIZATION, value);
+                }
+                let client = reqwest::Client::builder()
+                    .default_headers(headers)
+                    .build()?;
+                Target::Http(client, url.trim_end_matches('/').to_owned())
             }
         })
     }

@@ -275,6 +275,30 @@ async fn each_role_may_do_what_it_may_and_keys_never_show() {
         "only personal data is masked"
     );
 
+    // The typed client sends a key given in its configuration (and never shows it).
+    let typed = |key: Option<&str>| {
+        let mut config = order_fsm_grpc::ClientConfig::new(format!("https://{}", processes.grpc))
+            .with_tls(ca_pem.clone(), "localhost");
+        if let Some(key) = key {
+            config = config.with_api_key(key);
+        }
+        assert!(!format!("{config:?}").contains(SHOP));
+        order_fsm_grpc::OrderClient::connect(config)
+    };
+    let shop = typed(Some(SHOP)).await.unwrap();
+    shop.place_order(&Purchase::example(), None)
+        .await
+        .expect("the typed client places with its key");
+    let anonymous = typed(None).await.unwrap();
+    let refused = anonymous
+        .place_order(&Purchase::example(), None)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:?}").contains("Unauthenticated"),
+        "{refused:?}"
+    );
+
     // HTTP over TLS: the same layer, the same roles.
     let purchase = serde_json::to_string(&Purchase::example()).unwrap();
     let order = format!("/orders/{}", calls.order_id);

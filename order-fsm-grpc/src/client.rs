@@ -34,6 +34,26 @@ pub struct ClientConfig {
     /// Retries of `UNAVAILABLE` answers and connection failures (default: 5 attempts,
     /// 50 ms doubling to 1 s). Every attempt of one call carries the same idempotency key.
     pub retry: RetryPolicy,
+    /// The API key sent with every call (`authorization: Bearer`) to an intake with
+    /// access control (see [`crate::access`]).
+    pub api_key: Option<ApiKey>,
+}
+
+/// An API key; its `Debug` output never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps `key`.
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
 }
 
 impl ClientConfig {
@@ -50,7 +70,15 @@ impl ClientConfig {
                 initial_backoff: Duration::from_millis(50),
                 max_backoff: Duration::from_secs(1),
             },
+            api_key: None,
         }
+    }
+
+    /// Sends `key` with every call.
+    #[must_use]
+    pub fn with_api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(ApiKey::new(key));
+        self
     }
 
     /// The defaults for `ORDER_FSM_GRPC_URL` (default `http://127.0.0.1:50051`).
@@ -80,6 +108,21 @@ impl ClientConfig {
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// The `authorization` value of the API key, if any.
+    fn authorization(
+        &self,
+    ) -> Result<Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>, Error> {
+        let Some(ApiKey(key)) = &self.api_key else {
+            return Ok(None);
+        };
+        let mut value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
+            format!("Bearer {key}")
+                .parse()
+                .map_err(|_| Error::Config("the API key is not printable ASCII".into()))?;
+        value.set_sensitive(true);
+        Ok(Some(value))
     }
 
     fn endpoint(&self) -> Result<Endpoint, Error> {
@@ -126,6 +169,7 @@ pub struct OrderClient {
     inner: OrderServiceClient<Channel>,
     timeout: Option<Duration>,
     retry: RetryPolicy,
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 fn fresh_key() -> String {
@@ -138,8 +182,10 @@ impl OrderClient {
     /// # Errors
     /// [`Error::Transport`] when the endpoint is invalid or unreachable.
     pub async fn connect(config: ClientConfig) -> Result<Self, Error> {
-        let channel = config.endpoint()?.connect().await?;
-        Ok(Self::from_channel(channel, &config))
+        let endpoint = config.endpoint()?;
+        let authorization = config.authorization()?;
+        let channel = endpoint.connect().await?;
+        Ok(Self::from_channel(channel, &config, authorization))
     }
 
     /// Connects on first use (and reconnects after failures); calls made while the server
@@ -149,19 +195,36 @@ impl OrderClient {
     /// [`Error::Transport`] when the endpoint is invalid.
     pub fn connect_lazy(config: ClientConfig) -> Result<Self, Error> {
         let channel = config.endpoint()?.connect_lazy();
-        Ok(Self::from_channel(channel, &config))
+        let authorization = config.authorization()?;
+        Ok(Self::from_channel(channel, &config, authorization))
     }
 
-    fn from_channel(channel: Channel, config: &ClientConfig) -> Self {
+    fn from_channel(
+        channel: Channel,
+        config: &ClientConfig,
+        authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
+    ) -> Self {
         Self {
             inner: OrderServiceClient::new(channel),
             timeout: config.timeout,
             retry: config.retry,
+            authorization,
         }
     }
 
-    fn request<T>(&self, message: T) -> Request<T> {
+    /// `message` with the API key, without a deadline.
+    fn authorized<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
+        if let Some(value) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        request
+    }
+
+    fn request<T>(&self, message: T) -> Request<T> {
+        let mut request = self.authorized(message);
         if let Some(timeout) = self.timeout {
             request.set_timeout(timeout);
         }
@@ -354,7 +417,7 @@ impl OrderClient {
         };
         let stream = self
             .retrying(|mut c| {
-                let request = Request::new(message.clone());
+                let request = self.authorized(message.clone());
                 async move { c.watch_order(request).await }
             })
             .await?;

@@ -61,7 +61,7 @@ mod service;
 mod views;
 mod watch;
 
-pub use client::{ClientConfig, EventOptions, OrderClient};
+pub use client::{ApiKey, ClientConfig, EventOptions, OrderClient};
 pub use config::{ServerConfig, TlsIdentity};
 pub use error::{Error, RETRY_AFTER_MS};
 pub use server::OrderServiceBuilder;

@@ -270,10 +270,10 @@ impl KeyRing {
 /// How often a [`KeyFile`] looks at its file's modification time.
 pub const KEY_FILE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// A key file, re-read when it changes.
+/// A key file, re-read when it changes (or a fixed set of keys, [`KeyFile::fixed`]).
 #[derive(Debug)]
 pub struct KeyFile {
-    path: PathBuf,
+    path: Option<PathBuf>,
     state: Mutex<KeyFileState>,
 }
 
@@ -293,13 +293,25 @@ impl KeyFile {
         let path = path.as_ref().to_path_buf();
         let (keys, modified) = Self::read(&path)?;
         Ok(Self {
-            path,
+            path: Some(path),
             state: Mutex::new(KeyFileState {
                 keys: Arc::new(keys),
                 modified,
                 checked: Instant::now(),
             }),
         })
+    }
+
+    /// Fixed keys, not read from a file (a program's own, generated key, say).
+    pub fn fixed(keys: KeyRing) -> Self {
+        Self {
+            path: None,
+            state: Mutex::new(KeyFileState {
+                keys: Arc::new(keys),
+                modified: None,
+                checked: Instant::now(),
+            }),
+        }
     }
 
     fn read(path: &Path) -> Result<(KeyRing, Option<SystemTime>), String> {
@@ -315,15 +327,16 @@ impl KeyFile {
     /// previous keys and logs why.
     pub fn keys(&self) -> Arc<KeyRing> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(path) = &self.path else {
+            return Arc::clone(&state.keys);
+        };
         if state.checked.elapsed() >= KEY_FILE_CHECK_EVERY {
             state.checked = Instant::now();
-            let modified = std::fs::metadata(&self.path)
-                .and_then(|m| m.modified())
-                .ok();
+            let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok();
             if modified != state.modified {
-                match Self::read(&self.path) {
+                match Self::read(path) {
                     Ok((keys, modified)) => {
-                        tracing::info!(keys = keys.len(), path = %self.path.display(), "key file re-read");
+                        tracing::info!(keys = keys.len(), path = %path.display(), "key file re-read");
                         state.keys = Arc::new(keys);
                         state.modified = modified;
                     }

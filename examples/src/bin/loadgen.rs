@@ -22,6 +22,10 @@ struct Args {
     /// Protocol of the intake.
     #[arg(long, value_enum, default_value_t = Intake::Grpc)]
     intake: Intake,
+    /// API key for an intake started with `--api-keys` (a `shop` or `operator` key); from
+    /// the environment only, so that it does not show in `ps`.
+    #[arg(skip = std::env::var("ORDER_FSM_API_KEY").ok())]
+    api_key: Option<String>,
     /// Purchases CSV in the original layout; generated when absent.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -58,7 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         pace: Pace::from_rate(rate),
         ..args.sending.sending()
     };
-    let target = Target::connect_url(args.intake, &args.target).await?;
+    let target = Target::connect_url(args.intake, &args.target, args.api_key.as_deref()).await?;
     eprintln!(
         "placing {} orders on {} ({:?}, {:?}, {} per request)",
         purchases.len(),
