@@ -11,14 +11,13 @@
 //!   operation: `PERMISSION_DENIED` / 403. Otherwise the caller's [`Identity`] goes on in the
 //!   request's extensions.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{HeaderValue, Method, Request, Response};
 use order_fsm::access::{AccessError, Identity, KeyFile, Operation};
-use tower::{Layer, Service};
+use tower::Layer;
+
+use crate::gate::{Check, Gate};
 
 /// Which operation a request is, from its method and path; `None` for requests that need
 /// no key.
@@ -99,27 +98,12 @@ pub fn grpc_operation(_: &Method, path: &str) -> Option<Operation> {
 }
 
 impl<S, R> Layer<S> for AccessLayer<R> {
-    type Service = Access<S, R>;
+    type Service = Gate<S, Self>;
 
-    fn layer(&self, inner: S) -> Access<S, R> {
-        Access {
+    fn layer(&self, inner: S) -> Gate<S, Self> {
+        Gate {
             inner,
-            layer: self.clone(),
-        }
-    }
-}
-
-/// See [`AccessLayer`].
-pub struct Access<S, R> {
-    inner: S,
-    layer: AccessLayer<R>,
-}
-
-impl<S: Clone, R> Clone for Access<S, R> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            layer: self.layer.clone(),
+            check: self.clone(),
         }
     }
 }
@@ -138,46 +122,29 @@ fn presented_key<B>(request: &Request<B>) -> Option<String> {
     bearer.or(api_key).map(|k| k.trim().to_owned())
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B, R> Service<Request<B>> for Access<S, R>
-where
-    S: Service<Request<B>, Response = Response<R>>,
-    S::Future: Send + 'static,
-    R: Send + 'static,
-{
-    type Response = Response<R>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Response<R>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let key = presented_key(&request);
+impl<R> Check<R> for AccessLayer<R> {
+    fn check<B>(&self, request: &mut Request<B>) -> Option<Response<R>> {
+        let key = presented_key(request);
         let headers = request.headers_mut();
         headers.remove(http::header::AUTHORIZATION);
         headers.remove("x-api-key");
-        let operation = (self.layer.classify)(request.method(), request.uri().path());
-        if let Some(operation) = operation {
-            match self.layer.keys.check(key.as_deref(), operation) {
-                Ok(identity) => {
-                    request.extensions_mut().insert::<Identity>(identity);
+        let operation = (self.classify)(request.method(), request.uri().path())?;
+        match self.keys.check(key.as_deref(), operation) {
+            Ok(identity) => {
+                request.extensions_mut().insert::<Identity>(identity);
+                None
+            }
+            Err(error) => {
+                let mut refusal = (self.refuse)(&error);
+                if error.is_unauthenticated() {
+                    refusal.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer"),
+                    );
                 }
-                Err(error) => {
-                    let mut refusal = (self.layer.refuse)(&error);
-                    if error.is_unauthenticated() {
-                        refusal.headers_mut().insert(
-                            http::header::WWW_AUTHENTICATE,
-                            HeaderValue::from_static("Bearer"),
-                        );
-                    }
-                    return Box::pin(async move { Ok(refusal) });
-                }
+                Some(refusal)
             }
         }
-        Box::pin(self.inner.call(request))
     }
 }
 

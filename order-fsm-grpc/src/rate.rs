@@ -8,20 +8,19 @@
 //! `retry-after-ms` (gRPC) or `429` and `Retry-After` (HTTP). Requests of no operation
 //! (health checks, reflection, unknown routes) are not counted.
 
-use std::future::Future;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use http::{Method, Request, Response};
 use order_fsm::access::{Identity, Operation};
-use tower::{Layer, Service};
+use tower::Layer;
+
+use crate::gate::{Check, Gate};
 
 /// The peer address of an HTTP request, as the listener saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,53 +121,19 @@ fn client_of<B>(request: &Request<B>) -> String {
 }
 
 impl<S, R> Layer<S> for RateLimitLayer<R> {
-    type Service = RateLimit<S, R>;
+    type Service = Gate<S, Self>;
 
-    fn layer(&self, inner: S) -> RateLimit<S, R> {
-        RateLimit {
+    fn layer(&self, inner: S) -> Gate<S, Self> {
+        Gate {
             inner,
-            layer: self.clone(),
+            check: self.clone(),
         }
     }
 }
 
-/// See [`RateLimitLayer`].
-pub struct RateLimit<S, R> {
-    inner: S,
-    layer: RateLimitLayer<R>,
-}
-
-impl<S: Clone, R> Clone for RateLimit<S, R> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            layer: self.layer.clone(),
-        }
-    }
-}
-
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-impl<S, B, R> Service<Request<B>> for RateLimit<S, R>
-where
-    S: Service<Request<B>, Response = Response<R>>,
-    S::Future: Send + 'static,
-    R: Send + 'static,
-{
-    type Response = Response<R>;
-    type Error = S::Error;
-    type Future = BoxFuture<Result<Response<R>, S::Error>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        if let Some(wait) = self.layer.wait(&request) {
-            let refusal = (self.layer.throttled)(wait);
-            return Box::pin(async move { Ok(refusal) });
-        }
-        Box::pin(self.inner.call(request))
+impl<R> Check<R> for RateLimitLayer<R> {
+    fn check<B>(&self, request: &mut Request<B>) -> Option<Response<R>> {
+        self.wait(request).map(|wait| (self.throttled)(wait))
     }
 }
 
