@@ -16,17 +16,18 @@ use crate::PostgresError;
 
 /// The columns every read selects, in this order.
 pub(crate) const COLUMNS: &str = "order_id, version, status, placed_by, created_at, updated_at, \
-     purchase, history, rejected, published_up_to";
+     purchase, history, rejected, published_up_to, placed_by_actor";
 
 /// The `UNNEST` of the parameters [`Batch::params`] binds, as a row source named `input`
 /// with the columns of the table plus `expected`, `source_partition` and `published_up_to`.
 pub(crate) const INPUT: &str = "UNNEST($1::uuid[], $2::bigint[], $3::bigint[], $4::text[], \
      $5::uuid[], $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::jsonb[], $10::jsonb[], \
-     $11::integer[], $12::bigint[]) AS input(order_id, expected, version, status, placed_by, \
-     created_at, updated_at, purchase, history, rejected, source_partition, published_up_to)";
+     $11::integer[], $12::bigint[], $13::text[]) AS input(order_id, expected, version, status, \
+     placed_by, created_at, updated_at, purchase, history, rejected, source_partition, \
+     published_up_to, placed_by_actor)";
 
 /// Many orders as parallel arrays, one per column: a whole runner batch travels as one
-/// statement with twelve parameters, whatever its size.
+/// statement with thirteen parameters, whatever its size.
 #[derive(Default)]
 pub(crate) struct Batch {
     order_id: Vec<Uuid>,
@@ -41,6 +42,7 @@ pub(crate) struct Batch {
     rejected: Vec<Json<Vec<EventId>>>,
     source_partition: Vec<Option<i32>>,
     published_up_to: Vec<i64>,
+    placed_by_actor: Vec<Option<String>>,
 }
 
 impl Batch {
@@ -58,6 +60,7 @@ impl Batch {
             rejected: Vec::with_capacity(n),
             source_partition: Vec::with_capacity(n),
             published_up_to: Vec::with_capacity(n),
+            placed_by_actor: Vec::with_capacity(n),
         }
     }
 
@@ -85,10 +88,11 @@ impl Batch {
         self.rejected.push(Json(record.rejected));
         self.source_partition.push(source_partition);
         self.published_up_to.push(to_i64(published_up_to));
+        self.placed_by_actor.push(state.placed_by_actor.clone());
     }
 
-    /// The twelve parameters of [`INPUT`].
-    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 12] {
+    /// The thirteen parameters of [`INPUT`].
+    pub(crate) fn params(&self) -> [&(dyn ToSql + Sync); 13] {
         [
             &self.order_id,
             &self.expected,
@@ -102,6 +106,7 @@ impl Batch {
             &self.rejected,
             &self.source_partition,
             &self.published_up_to,
+            &self.placed_by_actor,
         ]
     }
 }
@@ -137,7 +142,7 @@ pub(crate) fn decode(
         history,
         rejected,
         published_up_to: u64::try_from(published_up_to).unwrap_or_default(),
-        placed_by_actor: None,
+        placed_by_actor: row.get(10),
     };
     record
         .into_change(lifecycle, partition)

@@ -6,8 +6,14 @@ use crate::PostgresError;
 
 /// The crate's migrations, oldest first: `(version, name, SQL)`. Append only; never edit one
 /// that was released.
-pub(crate) const MIGRATIONS: &[(i32, &str, &str)] =
-    &[(1, "orders", include_str!("../migrations/0001_orders.sql"))];
+pub(crate) const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "orders", include_str!("../migrations/0001_orders.sql")),
+    (
+        2,
+        "placed_by_actor",
+        include_str!("../migrations/0002_placed_by_actor.sql"),
+    ),
+];
 
 /// An arbitrary constant: the advisory lock that serialises migrations of concurrent starts.
 const LOCK_KEY: i64 = 0x6f72_6465_725f_6673; // "order_fs"

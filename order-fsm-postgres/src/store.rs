@@ -21,9 +21,9 @@ use crate::PostgresError;
 const COMPARE_AND_SET: &str = "WITH input AS (SELECT * FROM {INPUT}),
 created AS (
     INSERT INTO order_fsm_orders (order_id, version, status, placed_by, created_at, updated_at,
-                                  purchase, history, rejected)
+                                  purchase, history, rejected, placed_by_actor)
     SELECT order_id, version, status, placed_by, created_at, updated_at, purchase, history,
-           rejected
+           rejected, placed_by_actor
     FROM input WHERE expected = 0
     ON CONFLICT (order_id) DO NOTHING
     RETURNING order_id
@@ -32,7 +32,7 @@ updated AS (
     UPDATE order_fsm_orders o
     SET version = i.version, status = i.status, placed_by = i.placed_by,
         created_at = i.created_at, updated_at = i.updated_at, purchase = i.purchase,
-        history = i.history, rejected = i.rejected
+        history = i.history, rejected = i.rejected, placed_by_actor = i.placed_by_actor
     FROM input i
     WHERE o.order_id = i.order_id AND i.expected > 0 AND o.version = i.expected
     RETURNING o.order_id
@@ -47,15 +47,15 @@ WHERE i.order_id NOT IN (SELECT order_id FROM written)";
 /// (a stale writer can never move an order back).
 const APPEND: &str = "INSERT INTO order_fsm_orders (order_id, version, status, placed_by,
     created_at, updated_at, purchase, history, rejected, source, source_partition,
-    published_up_to)
+    published_up_to, placed_by_actor)
 SELECT order_id, version, status, placed_by, created_at, updated_at, purchase, history,
-       rejected, $13, source_partition, published_up_to
+       rejected, $14, source_partition, published_up_to, placed_by_actor
 FROM {INPUT}
 ON CONFLICT (order_id) DO UPDATE
 SET version = EXCLUDED.version, status = EXCLUDED.status, placed_by = EXCLUDED.placed_by,
     created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
     purchase = EXCLUDED.purchase, history = EXCLUDED.history, rejected = EXCLUDED.rejected,
-    source = EXCLUDED.source, source_partition = EXCLUDED.source_partition,
+    placed_by_actor = EXCLUDED.placed_by_actor, source = EXCLUDED.source, source_partition = EXCLUDED.source_partition,
     published_up_to = GREATEST(order_fsm_orders.published_up_to, EXCLUDED.published_up_to)
 WHERE order_fsm_orders.version <= EXCLUDED.version";
 
@@ -256,14 +256,15 @@ impl OrderStore for PostgresStore {
         batch.push(&self.lifecycle, &state, 0, None, 0);
         let sql = format!(
             "INSERT INTO order_fsm_orders (order_id, version, status, placed_by, created_at,
-                 updated_at, purchase, history, rejected)
+                 updated_at, purchase, history, rejected, placed_by_actor)
              SELECT order_id, version, status, placed_by, created_at, updated_at, purchase,
-                 history, rejected FROM {INPUT}
+                 history, rejected, placed_by_actor FROM {INPUT}
              ON CONFLICT (order_id) DO UPDATE
              SET version = EXCLUDED.version, status = EXCLUDED.status,
                  placed_by = EXCLUDED.placed_by, created_at = EXCLUDED.created_at,
                  updated_at = EXCLUDED.updated_at, purchase = EXCLUDED.purchase,
-                 history = EXCLUDED.history, rejected = EXCLUDED.rejected"
+                 history = EXCLUDED.history, rejected = EXCLUDED.rejected,
+                 placed_by_actor = EXCLUDED.placed_by_actor"
         );
         self.query("put", &sql, &batch.params()).await?;
         Ok(())

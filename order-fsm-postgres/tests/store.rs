@@ -53,6 +53,30 @@ fn advanced(engine: &Engine, order: &OrderState, reason: &str) -> OrderState {
 }
 
 #[tokio::test]
+async fn who_placed_and_who_changed_an_order_are_kept() {
+    let Some(store) = store().await else { return };
+    let engine = engine();
+    let mut order = placed(&engine);
+    order.placed_by_actor = Some("backend".into());
+    store.compare_and_set(0, order.clone()).await.unwrap();
+    let mut next = order.clone();
+    let kind = engine.lifecycle().advance_event(next.status).unwrap();
+    let event = Event {
+        actor: Some("ops".into()),
+        ..Event::new(
+            kind,
+            next.updated_at.plus(std::time::Duration::from_millis(1)),
+        )
+    };
+    engine.apply_in_place(&mut next, &event).unwrap();
+    store.compare_and_set(1, next.clone()).await.unwrap();
+    let back = store.get(order.id).await.unwrap().unwrap();
+    assert_eq!(back.placed_by_actor.as_deref(), Some("backend"));
+    assert_eq!(back.history[0].actor.as_deref(), Some("ops"));
+    assert_eq!(back, next);
+}
+
+#[tokio::test]
 async fn passes_the_store_conformance_suite() {
     let Some(store) = store().await else { return };
     store_conformance(&store).await;
