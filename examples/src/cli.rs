@@ -308,6 +308,15 @@ pub struct EdgeArgs {
         value_name = "PEM"
     )]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Mutual TLS: only clients with a certificate signed by a CA of this PEM file may
+    /// connect, over both APIs (with `--tls-cert`).
+    #[arg(
+        long,
+        env = "ORDER_FSM_TLS_CLIENT_CA",
+        requires = "tls_cert",
+        value_name = "PEM"
+    )]
+    pub tls_client_ca: Option<std::path::PathBuf>,
 }
 
 impl EdgeArgs {
@@ -315,8 +324,9 @@ impl EdgeArgs {
         Duration::from_secs(self.head_timeout_secs.max(1))
     }
 
-    /// The certificate chain and key PEM files, read, when TLS is asked for.
-    fn tls_pem(&self) -> std::io::Result<Option<(Vec<u8>, Vec<u8>)>> {
+    /// The certificate chain, key and client CA PEM files, read, when TLS is asked for.
+    #[allow(clippy::type_complexity)]
+    fn tls_pem(&self) -> std::io::Result<Option<(Vec<u8>, Vec<u8>, Option<Vec<u8>>)>> {
         let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) else {
             return Ok(None);
         };
@@ -325,7 +335,8 @@ impl EdgeArgs {
                 std::io::Error::new(e.kind(), format!("cannot read {}: {e}", path.display()))
             })
         };
-        Ok(Some((read(cert)?, read(key)?)))
+        let client_ca = self.tls_client_ca.as_deref().map(read).transpose()?;
+        Ok(Some((read(cert)?, read(key)?, client_ca)))
     }
 
     /// The HTTP listener's limits, and TLS when asked for.
@@ -338,7 +349,7 @@ impl EdgeArgs {
             .with_request_timeout(Duration::from_secs(self.http_request_timeout_secs.max(1)))
             .with_max_connections(self.max_connections);
         match self.tls_pem()? {
-            Some((cert, key)) => edge.with_tls(&cert, &key),
+            Some((cert, key, client_ca)) => edge.with_mutual_tls(&cert, &key, client_ca.as_deref()),
             None => Ok(edge),
         }
     }
@@ -354,7 +365,13 @@ impl EdgeArgs {
         let config =
             config.with_connection_limits(self.max_connections.max(1), self.head_timeout());
         Ok(match self.tls_pem()? {
-            Some((cert, key)) => config.with_tls(order_fsm_grpc::TlsIdentity::from_pem(cert, key)),
+            Some((cert, key, client_ca)) => {
+                let mut identity = order_fsm_grpc::TlsIdentity::from_pem(cert, key);
+                if let Some(ca) = client_ca {
+                    identity = identity.with_client_ca(ca);
+                }
+                config.with_tls(identity)
+            }
             None => config,
         })
     }

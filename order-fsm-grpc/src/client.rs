@@ -37,6 +37,8 @@ pub struct ClientConfig {
     /// The API key sent with every call (`authorization: Bearer`) to an intake with
     /// access control (see [`crate::access`]).
     pub api_key: Option<ApiKey>,
+    /// The client's own certificate and key, for a server that requires mutual TLS.
+    pub tls_identity: Option<crate::TlsIdentity>,
 }
 
 /// An API key; its `Debug` output never shows it.
@@ -71,7 +73,19 @@ impl ClientConfig {
                 max_backoff: Duration::from_secs(1),
             },
             api_key: None,
+            tls_identity: None,
         }
+    }
+
+    /// Presents `cert_pem` (with its key) to a server that requires mutual TLS.
+    #[must_use]
+    pub fn with_client_certificate(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.tls_identity = Some(crate::TlsIdentity::from_pem(cert_pem, key_pem));
+        self
     }
 
     /// Sends `key` with every call.
@@ -131,23 +145,41 @@ impl ClientConfig {
             .tcp_nodelay(true);
         match &self.tls_ca_pem {
             None => Ok(endpoint),
-            Some(ca) => tls(endpoint, ca, self.tls_domain.as_deref()),
+            Some(ca) => tls(
+                endpoint,
+                ca,
+                self.tls_domain.as_deref(),
+                self.tls_identity.as_ref(),
+            ),
         }
     }
 }
 
 #[cfg(feature = "tls")]
-fn tls(endpoint: Endpoint, ca: &[u8], domain: Option<&str>) -> Result<Endpoint, Error> {
-    use tonic::transport::{Certificate, ClientTlsConfig};
+fn tls(
+    endpoint: Endpoint,
+    ca: &[u8],
+    domain: Option<&str>,
+    identity: Option<&crate::TlsIdentity>,
+) -> Result<Endpoint, Error> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
     if let Some(domain) = domain {
         config = config.domain_name(domain);
+    }
+    if let Some(own) = identity {
+        config = config.identity(Identity::from_pem(&own.cert_pem, &own.key_pem));
     }
     Ok(endpoint.tls_config(config)?)
 }
 
 #[cfg(not(feature = "tls"))]
-fn tls(_: Endpoint, _: &[u8], _: Option<&str>) -> Result<Endpoint, Error> {
+fn tls(
+    _: Endpoint,
+    _: &[u8],
+    _: Option<&str>,
+    _: Option<&crate::TlsIdentity>,
+) -> Result<Endpoint, Error> {
     Err(Error::Config("TLS needs the crate's `tls` feature".into()))
 }
 

@@ -12,6 +12,9 @@ pub struct TlsIdentity {
     pub cert_pem: Vec<u8>,
     /// The private key, PEM.
     pub key_pem: Vec<u8>,
+    /// Mutual TLS: only clients with a certificate signed by one of these CAs (PEM) may
+    /// connect.
+    pub client_ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -19,6 +22,7 @@ impl std::fmt::Debug for TlsIdentity {
         f.debug_struct("TlsIdentity")
             .field("cert_pem", &format_args!("{} bytes", self.cert_pem.len()))
             .field("key_pem", &"<redacted>")
+            .field("mutual", &self.client_ca_pem.is_some())
             .finish()
     }
 }
@@ -29,6 +33,7 @@ impl TlsIdentity {
         Self {
             cert_pem: cert_pem.into(),
             key_pem: key_pem.into(),
+            client_ca_pem: None,
         }
     }
 
@@ -38,6 +43,13 @@ impl TlsIdentity {
     /// [`Error::Io`] when a file cannot be read.
     pub fn from_files(cert: &str, key: &str) -> Result<Self, Error> {
         Ok(Self::from_pem(std::fs::read(cert)?, std::fs::read(key)?))
+    }
+
+    /// Requires client certificates signed by the CAs in `ca_pem` (mutual TLS).
+    #[must_use]
+    pub fn with_client_ca(mut self, ca_pem: impl Into<Vec<u8>>) -> Self {
+        self.client_ca_pem = Some(ca_pem.into());
+        self
     }
 }
 

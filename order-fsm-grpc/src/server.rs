@@ -213,9 +213,13 @@ fn reflection() -> Result<
 
 #[cfg(feature = "tls")]
 fn with_tls(server: Server, identity: &crate::TlsIdentity) -> Result<Server, Error> {
-    use tonic::transport::{Identity, ServerTlsConfig};
-    let identity = Identity::from_pem(&identity.cert_pem, &identity.key_pem);
-    Ok(server.tls_config(ServerTlsConfig::new().identity(identity))?)
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let mut tls =
+        ServerTlsConfig::new().identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem));
+    if let Some(ca) = &identity.client_ca_pem {
+        tls = tls.client_ca_root(Certificate::from_pem(ca));
+    }
+    Ok(server.tls_config(tls)?)
 }
 
 #[cfg(not(feature = "tls"))]

@@ -37,7 +37,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::server::WebPkiClientVerifier;
+use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutLayer;
@@ -103,7 +104,21 @@ impl HttpEdge {
     ///
     /// # Errors
     /// `InvalidData` naming what is wrong with the PEM or the key.
-    pub fn with_tls(mut self, cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<Self> {
+    pub fn with_tls(self, cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<Self> {
+        self.with_mutual_tls(cert_pem, key_pem, None)
+    }
+
+    /// [`Self::with_tls`], and with `client_ca_pem` only clients presenting a certificate
+    /// signed by one of its CAs may connect (mutual TLS).
+    ///
+    /// # Errors
+    /// `InvalidData` naming what is wrong with a PEM or the key.
+    pub fn with_mutual_tls(
+        mut self,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        client_ca_pem: Option<&[u8]>,
+    ) -> std::io::Result<Self> {
         let invalid = |what: &str, e: &dyn std::fmt::Display| {
             std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{what}: {e}"))
         };
@@ -115,10 +130,25 @@ impl HttpEdge {
         }
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid("TLS key", &e))?;
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
-            .map_err(|e| invalid("TLS", &e))?
-            .with_no_client_auth()
+            .map_err(|e| invalid("TLS", &e))?;
+        let builder = match client_ca_pem {
+            None => builder.with_no_client_auth(),
+            Some(pem) => {
+                let mut roots = RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(pem) {
+                    let cert = cert.map_err(|e| invalid("TLS client CA", &e))?;
+                    roots.add(cert).map_err(|e| invalid("TLS client CA", &e))?;
+                }
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|e| invalid("TLS client CA", &e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
             .with_single_cert(chain, key)
             .map_err(|e| invalid("TLS certificate and key", &e))?;
         config.alpn_protocols = vec![b"http/1.1".to_vec()];

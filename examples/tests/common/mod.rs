@@ -472,9 +472,20 @@ impl IntakeAndWorker {
 /// Sends the raw HTTP/1.1 `request` over TLS to `addr` (certificate for `localhost`,
 /// trusting `ca_pem`) and returns the whole answer.
 pub async fn https(addr: &str, ca_pem: &str, request: &str) -> std::io::Result<String> {
+    https_as(addr, ca_pem, request, None).await
+}
+
+/// [`https`], presenting the client certificate and key `client` (PEM) when given.
+pub async fn https_as(
+    addr: &str,
+    ca_pem: &str,
+    request: &str,
+    client: Option<(&str, &str)>,
+) -> std::io::Result<String> {
     use std::sync::Arc;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::PrivateKeyDer;
     use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
     use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
@@ -483,11 +494,20 @@ pub async fn https(addr: &str, ca_pem: &str, request: &str) -> std::io::Result<S
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let config = match client {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
     let stream = tokio::net::TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
