@@ -355,10 +355,15 @@ async fn apply_event(
 
 async fn read(
     State(gateway): State<Arc<Gateway>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let order_id: OrderId = id.parse()?;
     let order = gateway.intake.get(order_id).await?;
+    if caller.is_some_and(|Extension(caller)| !caller.may_read(&order)) {
+        let message = "a shop key reads only the orders it placed";
+        return Ok((StatusCode::FORBIDDEN, Json(json!({ "error": message }))).into_response());
+    }
     let history = TransitionRecord::all_of(&gateway.lifecycle, &order);
     Ok(Json(json!({
         "order_id": order.id,

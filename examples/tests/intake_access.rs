@@ -239,6 +239,48 @@ async fn each_role_may_do_what_it_may_and_keys_never_show() {
         }
     }
 
+    // A shop reads the orders it placed, not another caller's.
+    let by_ops = calls
+        .grpc
+        .place_order(with_key(
+            proto::PlaceOrderRequest {
+                purchase: Some(proto::Purchase::from(&Purchase::example())),
+                idempotency_key: None,
+            },
+            Some(OPERATOR),
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .order_id;
+    let get_as = |key: &'static str| {
+        let mut grpc = calls.grpc.clone();
+        let id = by_ops.clone();
+        async move {
+            code(
+                &grpc
+                    .get_order(with_key(GetOrderRequest { order_id: id }, Some(key)))
+                    .await,
+            )
+        }
+    };
+    until(
+        "the operator's order to be visible",
+        Duration::from_secs(30),
+        || async { get_as(READER).await == Allowed },
+    )
+    .await;
+    assert_eq!(get_as(SHOP).await, Denied, "not the shop's order");
+    assert_eq!(get_as(OPERATOR).await, Allowed);
+    let answer = https(
+        &processes.http,
+        &ca_pem,
+        &http_request("GET", &format!("/orders/{by_ops}"), Some(SHOP), ""),
+    )
+    .await
+    .unwrap();
+    assert_eq!(status_of(&answer), 403, "{answer}");
+
     // Listings: the reader sees masked personal data, the operator the full record.
     let listed = |key: &'static str| {
         let mut grpc = calls.grpc.clone();

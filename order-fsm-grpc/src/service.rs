@@ -233,8 +233,17 @@ impl OrderService for Service {
         request: Request<proto::GetOrderRequest>,
     ) -> Result<Response<proto::Order>, Status> {
         let limit = budget(request.metadata(), self.request_timeout);
+        let caller = request
+            .extensions()
+            .get::<order_fsm::access::Identity>()
+            .cloned();
         let req = request.into_inner();
         let order = within(limit, self.order(&req.order_id)).await?;
+        if caller.is_some_and(|caller| !caller.may_read(&order)) {
+            return Err(Status::permission_denied(
+                "a shop key reads only the orders it placed",
+            ));
+        }
         Ok(Response::new(order_to_proto(
             self.engine.lifecycle(),
             &order,

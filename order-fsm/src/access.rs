@@ -8,7 +8,7 @@
 //!
 //! | role | may | listings show |
 //! |---|---|---|
-//! | `shop` | place orders, read orders | masked e-mail and address |
+//! | `shop` | place orders, read the orders it placed | masked e-mail and address |
 //! | `operator` | everything: place, read, list, watch, apply events, cancel | full records |
 //! | `reader` | read, list, watch | masked e-mail and address |
 //!
@@ -131,6 +131,12 @@ impl Identity {
     /// The key's role.
     pub fn role(&self) -> Role {
         self.role
+    }
+
+    /// Whether this caller may read `order`: a shop key only the orders it placed (the
+    /// order's `placed_by_actor` is its name), other roles every order.
+    pub fn may_read(&self, order: &crate::OrderState) -> bool {
+        self.role != Role::Shop || order.placed_by_actor.as_deref() == Some(&*self.name)
     }
 }
 
@@ -372,6 +378,32 @@ mod tests {
         assert!(!Role::Shop.allows(Cancel) && !Role::Shop.allows(List));
         assert!(Role::Reader.allows(List) && Role::Reader.allows(Watch));
         assert!(!Role::Reader.allows(Place) && !Role::Reader.allows(ApplyEvent));
+    }
+
+    #[test]
+    fn a_shop_reads_only_the_orders_it_placed() {
+        let keys = KeyRing::parse(&format!(
+            "backend shop {}\nreports reader {}",
+            hash_key("s"),
+            hash_key("r")
+        ))
+        .unwrap();
+        let shop = keys.check(Some("s"), Operation::Get).unwrap();
+        let reader = keys.check(Some("r"), Operation::Get).unwrap();
+        let engine = crate::Engine::new(std::sync::Arc::new(crate::Lifecycle::ecommerce()));
+        let mut order = engine.place(
+            crate::OrderId::random(),
+            crate::Purchase::example().into(),
+            crate::Timestamp::from_micros(1),
+        );
+        assert!(
+            !shop.may_read(&order) && reader.may_read(&order),
+            "placed by nobody"
+        );
+        order.placed_by_actor = Some("backend".into());
+        assert!(shop.may_read(&order));
+        order.placed_by_actor = Some("other-shop".into());
+        assert!(!shop.may_read(&order) && reader.may_read(&order));
     }
 
     #[test]
