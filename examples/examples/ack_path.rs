@@ -16,6 +16,9 @@
 //!     --es-pid "$(cat target/services/elastic.pid)" --pause-secs 10
 //! ```
 
+#[global_allocator]
+static ALLOCATOR: order_fsm_examples::Allocator = mimalloc::MiMalloc;
+
 use std::process::Command as Process;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,5 +1,8 @@
 //! Writes a seeded purchase data set in the original CSV layout.
 
+#[global_allocator]
+static ALLOCATOR: order_fsm_examples::Allocator = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 
 use clap::Parser;

@@ -4,6 +4,9 @@
 //! (e) sustained load with dwell times across layouts (how throughput scales with workers ×
 //! partitions).
 
+#[global_allocator]
+static ALLOCATOR: order_fsm_examples::Allocator = mimalloc::MiMalloc;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;

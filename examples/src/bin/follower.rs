@@ -4,6 +4,9 @@
 //! own committed offsets. Run as many as the topic has partitions to share the work; one
 //! that crashes resumes from its committed offsets (at most one batch is delivered again).
 
+#[global_allocator]
+static ALLOCATOR: order_fsm_examples::Allocator = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 
 use clap::Parser;

@@ -1,7 +1,11 @@
 //! The intake process: the gRPC order service and an HTTP gateway (`POST /orders`,
-//! `POST /orders/batch`, `GET /orders/{id}`, the live `GET /dashboard`), placing orders on Kafka and answering reads
-//! from a read model that follows the transitions topic, or, with `--store postgres://...`,
-//! from the PostgreSQL rows the workers write (watch streams still follow the topic).
+//! `POST /orders/batch`, `GET /orders/{id}`, the live `GET /dashboard`), placing orders on
+//! Kafka and answering reads from a read model that follows the transitions topic, or, with
+//! `--store postgres://...`, from the PostgreSQL rows the workers write (watch streams still
+//! follow the topic).
+
+#[global_allocator]
+static ALLOCATOR: order_fsm_examples::Allocator = mimalloc::MiMalloc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

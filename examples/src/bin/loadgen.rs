@@ -1,6 +1,9 @@
 //! Load generator: places orders from a CSV (or a generated data set) on an intake, over gRPC
 //! or HTTP, as a steady stream or a burst, and prints throughput and latency percentiles.
 
+#[global_allocator]
+static ALLOCATOR: order_fsm_examples::Allocator = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 
 use clap::Parser;

@@ -5,6 +5,9 @@
 //! until every order is finished; mails each state change into an outbox folder; prints a
 //! summary and writes `summary.json` and charts.
 
+#[global_allocator]
+static ALLOCATOR: order_fsm_examples::Allocator = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -11,6 +11,9 @@
 //! transitions topic (as the `follower` program does): each on its own consumer group, out
 //! of the workers' acknowledgement path, so a slow or down destination never holds up orders.
 
+#[global_allocator]
+static ALLOCATOR: order_fsm_examples::Allocator = mimalloc::MiMalloc;
+
 use std::sync::Arc;
 use std::time::Duration;
 
