@@ -84,7 +84,10 @@ impl AccessLayer<tonic::body::Body> {
 
 /// The operation of an `order_fsm.v1.OrderService` method path.
 pub fn grpc_operation(_: &Method, path: &str) -> Option<Operation> {
-    let method = path.strip_prefix(&format!("/{}/", crate::proto::SERVICE_NAME))?;
+    let method = path
+        .strip_prefix('/')?
+        .strip_prefix(crate::proto::SERVICE_NAME)?
+        .strip_prefix('/')?;
     Some(match method {
         "PlaceOrder" | "PlaceOrders" => Operation::Place,
         "GetOrder" => Operation::Get,

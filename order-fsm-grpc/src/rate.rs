@@ -38,7 +38,7 @@ const SWEEP_EVERY: u64 = 10_000;
 
 /// See the [module documentation](self).
 pub struct RateLimitLayer<R> {
-    limiter: Arc<DefaultKeyedRateLimiter<String>>,
+    limiter: Arc<DefaultKeyedRateLimiter<Client>>,
     checks: Arc<AtomicU64>,
     classify: Arc<Classify>,
     throttled: Arc<Throttled<R>>,
@@ -106,18 +106,28 @@ impl RateLimitLayer<tonic::body::Body> {
     }
 }
 
+/// Whom a request counts against.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Client {
+    /// An API key, by name.
+    Key(Box<str>),
+    /// An IP address.
+    Ip(IpAddr),
+    /// Neither is known.
+    Unknown,
+}
+
 /// The client a request counts against: its key's name, else its IP address.
-fn client_of<B>(request: &Request<B>) -> String {
+fn client_of<B>(request: &Request<B>) -> Client {
     if let Some(identity) = request.extensions().get::<Identity>() {
-        return format!("key:{}", identity.name());
+        return Client::Key(identity.name().into());
     }
-    let ip: Option<IpAddr> = request
+    request
         .extensions()
         .get::<tonic::transport::server::TcpConnectInfo>()
         .and_then(|info| info.remote_addr())
         .or_else(|| request.extensions().get::<ClientAddr>().map(|a| a.0))
-        .map(|addr| addr.ip());
-    ip.map_or_else(|| "unknown".to_owned(), |ip| format!("ip:{ip}"))
+        .map_or(Client::Unknown, |addr| Client::Ip(addr.ip()))
 }
 
 impl<S, R> Layer<S> for RateLimitLayer<R> {

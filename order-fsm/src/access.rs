@@ -193,15 +193,35 @@ pub fn mask_personal_data(purchase: &crate::Purchase) -> crate::Purchase {
 
 /// `sha256:<hex>` of `key`: the form a key file stores.
 pub fn hash_key(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    use std::fmt::Write;
+    let mut text = String::from("sha256:");
+    for byte in digest(key) {
+        let _ = write!(text, "{byte:02x}");
+    }
+    text
+}
+
+/// The SHA-256 of `key`'s bytes: what a lookup compares, with no text built per request.
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// The digest a `sha256:<64 hex digits>` hash stands for.
+fn parse_hash(hash: &str) -> Option<[u8; 32]> {
+    let hex = hash
+        .strip_prefix("sha256:")
+        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))?;
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok()?;
+    }
+    Some(out)
 }
 
 /// Keys by their hash.
 #[derive(Clone, Default)]
 pub struct KeyRing {
-    by_hash: HashMap<String, Identity>,
+    by_hash: HashMap<[u8; 32], Identity>,
 }
 
 impl fmt::Debug for KeyRing {
@@ -230,15 +250,13 @@ impl KeyRing {
                 return Err(bad("expected `<name> <role> sha256:<hex>`"));
             };
             let role: Role = role.parse().map_err(|e: String| bad(&e))?;
-            let hex = hash
-                .strip_prefix("sha256:")
-                .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            let digest = parse_hash(hash)
                 .ok_or_else(|| bad("the key must be given as sha256:<64 hex digits>"))?;
             let identity = Identity {
                 name: name.into(),
                 role,
             };
-            by_hash.insert(format!("sha256:{}", hex.to_ascii_lowercase()), identity);
+            by_hash.insert(digest, identity);
         }
         Ok(Self { by_hash })
     }
@@ -259,10 +277,7 @@ impl KeyRing {
     /// [`AccessError`]: no key, an unknown key, or a role that does not allow it.
     pub fn check(&self, key: Option<&str>, operation: Operation) -> Result<Identity, AccessError> {
         let key = key.filter(|k| !k.is_empty()).ok_or(AccessError::Missing)?;
-        let identity = self
-            .by_hash
-            .get(&hash_key(key))
-            .ok_or(AccessError::Unknown)?;
+        let identity = self.by_hash.get(&digest(key)).ok_or(AccessError::Unknown)?;
         if !identity.role.allows(operation) {
             return Err(AccessError::Forbidden {
                 role: identity.role,
