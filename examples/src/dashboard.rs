@@ -7,7 +7,8 @@
 //! order, latency percentiles per transition, orders per state, and the original systems'
 //! breakdowns of placed orders per bank, region and payment gateway.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
@@ -16,7 +17,7 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::{Json, Router};
 use hdrhistogram::Histogram;
-use order_fsm::{Lifecycle, TransitionRecord};
+use order_fsm::{Lifecycle, StateId, TransitionRecord};
 use serde::Serialize;
 
 /// Seconds of throughput the page shows.
@@ -87,13 +88,67 @@ pub struct TransitionLatencyMs {
 pub struct Dashboard {
     lifecycle: Arc<Lifecycle>,
     inner: Mutex<Inner>,
+    orders_per_state: Arc<OrdersPerState>,
+}
+
+/// How many orders are in each state, by the latest record of each: counted once by the
+/// read model that applies the records ([`crate::projection::ReadModel`]), exported as the
+/// live gauge [`order_fsm::telemetry::ORDERS`] and shown by the dashboard.
+pub struct OrdersPerState {
+    lifecycle: Arc<Lifecycle>,
+    /// Per state, in the lifecycle's order: the count and its gauge.
+    states: Vec<(AtomicI64, metrics::Gauge)>,
+}
+
+impl OrdersPerState {
+    /// Zero orders in every state of `lifecycle`.
+    pub fn new(lifecycle: Arc<Lifecycle>) -> Self {
+        let states = lifecycle
+            .states()
+            .map(|state| {
+                let name = lifecycle.state_name(state);
+                let gauge = metrics::gauge!(order_fsm::telemetry::ORDERS, "state" => name);
+                (AtomicI64::new(0), gauge)
+            })
+            .collect();
+        Self { lifecycle, states }
+    }
+
+    /// Moves each applied record's order from its `from` state to its `to` state.
+    pub fn count(&self, applied: &[TransitionRecord]) {
+        let state = |name: &str| {
+            let state = self.lifecycle.state(name)?;
+            self.states.get(state.index())
+        };
+        for record in applied {
+            if let Some((count, gauge)) = record.from.as_deref().and_then(state) {
+                count.fetch_sub(1, Ordering::Relaxed);
+                gauge.decrement(1.0);
+            }
+            if let Some((count, gauge)) = state(&record.to) {
+                count.fetch_add(1, Ordering::Relaxed);
+                gauge.increment(1.0);
+            }
+        }
+    }
+
+    /// The counts, in the lifecycle's order.
+    pub fn counts(&self) -> Vec<Count> {
+        self.lifecycle
+            .states()
+            .zip(&self.states)
+            .map(|(state, (count, _))| Count {
+                name: self.lifecycle.state_name(state).to_owned(),
+                count: u64::try_from(count.load(Ordering::Relaxed)).unwrap_or(0),
+            })
+            .collect()
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     seconds: VecDeque<Second>,
-    states: HashMap<String, u64>,
-    latency: BTreeMap<(usize, String, String), Histogram<u64>>,
+    latency: HashMap<(StateId, StateId), Histogram<u64>>,
     by_bank: HashMap<String, u64>,
     by_region: HashMap<String, u64>,
     by_gateway: HashMap<String, u64>,
@@ -157,9 +212,15 @@ impl Dashboard {
     /// An empty dashboard for orders of `lifecycle`.
     pub fn new(lifecycle: Arc<Lifecycle>) -> Self {
         Self {
+            orders_per_state: Arc::new(OrdersPerState::new(Arc::clone(&lifecycle))),
             lifecycle,
             inner: Mutex::default(),
         }
+    }
+
+    /// The per-state counts it shows; the read model that feeds it keeps them.
+    pub fn orders_per_state(&self) -> &Arc<OrdersPerState> {
+        &self.orders_per_state
     }
 
     /// Takes in records a read model applied (each order's versions once, in order).
@@ -178,25 +239,20 @@ impl Dashboard {
                 }
             }
             if let Some(from) = &record.from {
-                if let Some(n) = inner.states.get_mut(from.as_ref()) {
-                    *n = n.saturating_sub(1);
-                }
-                let rank = self.lifecycle.state(from).map_or(usize::MAX, |s| s.index());
-                let histogram = inner
-                    .latency
-                    .entry((rank, from.to_string(), record.to.to_string()))
-                    .or_insert_with(|| {
+                let states = (self.lifecycle.state(from), self.lifecycle.state(&record.to));
+                if let (Some(from), Some(to)) = states {
+                    let histogram = inner.latency.entry((from, to)).or_insert_with(|| {
                         Histogram::new_with_bounds(1, 24 * 3_600 * 1_000_000, 2)
                             .expect("static bounds are valid")
                     });
-                let _ = histogram.record(record.in_previous_state_micros.max(1));
+                    let _ = histogram.record(record.in_previous_state_micros.max(1));
+                }
             } else {
                 let purchase = &record.purchase;
                 count_in(&mut inner.by_bank, &purchase.bank);
                 count_in(&mut inner.by_region, &purchase.region);
                 count_in(&mut inner.by_gateway, &purchase.payment_gateway);
             }
-            *inner.states.entry(record.to.to_string()).or_default() += 1;
         }
     }
 
@@ -204,25 +260,17 @@ impl Dashboard {
     pub fn data(&self) -> DashboardData {
         let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1_000.0;
+        let name = |s: StateId| self.lifecycle.state_name(s);
+        let mut latency: Vec<_> = inner.latency.iter().collect();
+        latency.sort_by_key(|((from, to), _)| (from.index(), name(*to)));
         DashboardData {
             throughput: inner.seconds.iter().cloned().collect(),
-            states: self
-                .lifecycle
-                .states()
-                .map(|s| {
-                    let name = self.lifecycle.state_name(s);
-                    Count {
-                        name: name.to_owned(),
-                        count: inner.states.get(name).copied().unwrap_or(0),
-                    }
-                })
-                .collect(),
-            latency: inner
-                .latency
-                .iter()
-                .map(|((_, from, to), h)| TransitionLatencyMs {
-                    from: from.clone(),
-                    to: to.clone(),
+            states: self.orders_per_state.counts(),
+            latency: latency
+                .into_iter()
+                .map(|(&(from, to), h)| TransitionLatencyMs {
+                    from: name(from).to_owned(),
+                    to: name(to).to_owned(),
                     count: h.len(),
                     p50_ms: ms(h, 0.50),
                     p90_ms: ms(h, 0.90),
@@ -253,13 +301,22 @@ async fn data(State(dashboard): State<Arc<Dashboard>>) -> impl IntoResponse {
 mod tests {
     use super::*;
 
-    #[test]
-    fn counts_states_seconds_latencies_and_breakdowns_from_records() {
+    #[tokio::test]
+    async fn counts_states_seconds_latencies_and_breakdowns_from_records() {
+        use order_fsm::TransitionSink;
         let lifecycle = Arc::new(Lifecycle::ecommerce());
-        let dashboard = Dashboard::new(Arc::clone(&lifecycle));
+        let dashboard = Arc::new(Dashboard::new(Arc::clone(&lifecycle)));
+        // Fed as in the intake: through the read model, which keeps the per-state counts.
+        let model = crate::projection::ReadModel::new(
+            Arc::clone(&lifecycle),
+            Arc::new(order_fsm::MemoryStore::new()),
+            order_fsm_grpc::WatchHub::default(),
+        )
+        .with_dashboard(Arc::clone(&dashboard));
         let records = order_fsm::testing::sample_records(); // placed .. completed
-        dashboard.observe(&records);
-        dashboard.observe(&records[..2]); // a second order, still preparing
+        model.publish(&records).await.unwrap();
+        let second = order_fsm::testing::sample_records();
+        model.publish(&second[..2]).await.unwrap(); // a second order, still preparing
         let data = dashboard.data();
         let count = |name: &str| data.states.iter().find(|c| c.name == name).unwrap().count;
         assert_eq!(count("completed"), 1);

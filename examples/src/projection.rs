@@ -2,16 +2,16 @@
 //! store and a watch hub, so an intake can answer `GetOrder`, `ListOrders` and `WatchOrder`.
 //! An (ephemeral) follower of the transitions topic feeds it; see [`crate::followers`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use order_fsm::{
-    Error, Lifecycle, MemoryStore, OrderId, OrderStore, StateId, TransitionRecord, TransitionSink,
+    Error, Lifecycle, MemoryStore, OrderId, OrderStore, TransitionRecord, TransitionSink,
 };
 use order_fsm_grpc::WatchHub;
 
-use crate::dashboard::Dashboard;
+use crate::dashboard::{Dashboard, OrdersPerState};
 
 /// Projects transitions into `store` (an older or repeated record changes nothing) and
 /// tells `hub`'s watchers about the ones that changed an order. With
@@ -26,23 +26,15 @@ pub struct ReadModel {
     hub: WatchHub,
     keep_finished: Option<usize>,
     finished: Mutex<VecDeque<OrderId>>,
-    per_state: HashMap<StateId, metrics::Gauge>,
+    per_state: Arc<OrdersPerState>,
     dashboard: Option<Arc<Dashboard>>,
 }
 
 impl ReadModel {
     /// A read model over `store` and `hub`.
     pub fn new(lifecycle: Arc<Lifecycle>, store: Arc<MemoryStore>, hub: WatchHub) -> Self {
-        let per_state = lifecycle
-            .states()
-            .map(|state| {
-                let name = lifecycle.state_name(state);
-                let gauge = metrics::gauge!(order_fsm::telemetry::ORDERS, "state" => name);
-                (state, gauge)
-            })
-            .collect();
         Self {
-            per_state,
+            per_state: Arc::new(OrdersPerState::new(Arc::clone(&lifecycle))),
             dashboard: None,
             lifecycle,
             store,
@@ -52,9 +44,11 @@ impl ReadModel {
         }
     }
 
-    /// Also feeds `dashboard` every record it applies.
+    /// Also feeds `dashboard` every record it applies, and keeps the per-state counts the
+    /// dashboard shows (the same as the gauge's).
     #[must_use]
     pub fn with_dashboard(mut self, dashboard: Arc<Dashboard>) -> Self {
+        self.per_state = Arc::clone(dashboard.orders_per_state());
         self.dashboard = Some(dashboard);
         self
     }
@@ -64,23 +58,6 @@ impl ReadModel {
     pub fn keep_finished(mut self, orders: usize) -> Self {
         self.keep_finished = Some(orders);
         self
-    }
-
-    /// Moves each applied record's order from its `from` state to its `to` state in the
-    /// per-state gauges.
-    fn count(&self, applied: &[TransitionRecord]) {
-        let gauge = |name: &str| {
-            let state = self.lifecycle.state(name)?;
-            self.per_state.get(&state)
-        };
-        for record in applied {
-            if let Some(from) = record.from.as_deref().and_then(gauge) {
-                from.decrement(1.0);
-            }
-            if let Some(to) = gauge(&record.to) {
-                to.increment(1.0);
-            }
-        }
     }
 
     /// Notes the orders `applied` finished and returns those to drop.
@@ -111,7 +88,7 @@ impl TransitionSink for ReadModel {
         if applied.is_empty() {
             return Ok(());
         }
-        self.count(&applied);
+        self.per_state.count(&applied);
         if let Some(dashboard) = &self.dashboard {
             dashboard.observe(&applied);
         }
