@@ -7,14 +7,15 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{await_dead_letters, completed, eventually, header, Broker, Running};
+use common::{
+    await_dead_letters, completed, eventually, header, produce_commands, Broker, Running,
+};
 use order_fsm::{Command, CommandSink, MemoryStore, OrderId, Purchase};
 use order_fsm_kafka::{
     KafkaCommandSink, HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC,
 };
 use rand::RngCore;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 
 async fn dead_letters(broker: Broker) {
     let config = broker.config("bad-input", 2).await;
@@ -22,10 +23,6 @@ async fn dead_letters(broker: Broker) {
     let running = Running::dead_lettering(&config, Some(store.clone()));
 
     // Four bad messages, then five good orders.
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", config.brokers())
-        .create()
-        .expect("producer");
     let mut random = vec![0u8; 64];
     rand::thread_rng().fill_bytes(&mut random);
     random[0] = 0xff; // never valid UTF-8, so never JSON
@@ -43,15 +40,7 @@ async fn dead_letters(broker: Broker) {
         // key would be dead-lettered by the source, see `key_mismatch.rs`); the rest by name.
         let key = serde_json::from_slice::<Command>(payload)
             .map_or_else(|_| (*what).to_owned(), |c| c.order_id().to_string());
-        producer
-            .send(
-                FutureRecord::to(config.commands_topic())
-                    .key(&key)
-                    .payload(payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("produce a bad message");
+        produce_commands(&config, &[(Some(key.as_str()), payload.as_slice())]).await;
     }
     let good: Vec<Command> = (0..5)
         .map(|_| Command::place(Purchase::example()))

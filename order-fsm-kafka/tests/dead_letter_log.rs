@@ -7,11 +7,9 @@ mod common;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use common::{eventually, Broker, Running};
+use common::{eventually, produce_commands, Broker, Running};
 use order_fsm::{Command, CommandSink, DeadLetter, DeadLetterSink, OrderId, Origin, Purchase};
 use order_fsm_kafka::{KafkaCommandSink, KafkaDeadLetterSink};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
 use tracing_subscriber::fmt::MakeWriter;
 
 /// Everything logged at `warn` and above in this test binary.
@@ -89,19 +87,9 @@ async fn every_dead_letter_is_logged_without_customer_data(broker: Broker) {
     let undecodable = Command::place(purchase_of(&undecodable_email));
     let mut json = serde_json::to_value(&undecodable).expect("json");
     json.as_object_mut().expect("an object").remove("event_id");
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", config.brokers())
-        .create()
-        .expect("producer");
-    producer
-        .send(
-            FutureRecord::to(config.commands_topic())
-                .key(&undecodable.order_id().to_string())
-                .payload(&serde_json::to_vec(&json).expect("json")),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("produce");
+    let key = undecodable.order_id().to_string();
+    let payload = serde_json::to_vec(&json).expect("json");
+    produce_commands(&config, &[(Some(key.as_str()), payload.as_slice())]).await;
     // Decodable but invalid (no units): dead-lettered by the runner.
     let mut purchase = purchase_of(&invalid_email);
     purchase.quantity = Some(0);

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{await_dead_letters, header, Broker, Running};
+use common::{await_dead_letters, header, produce_commands, Broker, Running};
 use order_fsm::{Command, CommandSink, Purchase};
 use order_fsm_kafka::{
     KafkaCommandSink, KafkaConfig, HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_REDACTED,
@@ -16,7 +16,6 @@ use order_fsm_kafka::{
 };
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Message};
 use serde_json::Value;
 
@@ -49,25 +48,15 @@ async fn redacted_dead_letters(broker: Broker) {
     let malformed_payload = serde_json::to_vec(&json).expect("json");
     // 2. Not JSON at all, an e-mail inside.
     let text_payload = format!("place order for {} please", email("text")).into_bytes();
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", config.brokers())
-        .create()
-        .expect("producer");
     let malformed_key = malformed.order_id().to_string();
-    for (key, payload) in [
-        (malformed_key.as_str(), &malformed_payload),
-        ("text", &text_payload),
-    ] {
-        producer
-            .send(
-                FutureRecord::to(config.commands_topic())
-                    .key(key)
-                    .payload(payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("produce");
-    }
+    produce_commands(
+        &config,
+        &[
+            (Some(malformed_key.as_str()), malformed_payload.as_slice()),
+            (Some("text"), text_payload.as_slice()),
+        ],
+    )
+    .await;
     // 3. A placement the engine rejects (no units): the runner's letter.
     let mut purchase = purchase_of(&email("invalid"), &address);
     purchase.quantity = Some(0);

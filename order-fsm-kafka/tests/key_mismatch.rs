@@ -9,21 +9,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{await_dead_letters, completed, eventually, header, Broker, Running};
+use common::{
+    await_dead_letters, completed, eventually, header, produce_commands, Broker, Running,
+};
 use order_fsm::{Command, CommandSink, MemoryStore, OrderId, Purchase};
 use order_fsm_kafka::{KafkaCommandSink, HEADER_REASON, HEADER_TOPIC};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{ClientConfig, Message};
+use rdkafka::Message;
 
 async fn mis_keyed_commands_are_dead_lettered(broker: Broker) {
     let config = broker.config("key-mismatch", 2).await;
     let store = Arc::new(MemoryStore::new());
     let running = Running::dead_lettering(&config, Some(store.clone()));
 
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", config.brokers())
-        .create()
-        .expect("producer");
     let json = |command: &Command| serde_json::to_vec(command).expect("json");
     // Keyed by another order's id.
     let other_order = Command::place(Purchase::example());
@@ -32,26 +29,17 @@ async fn mis_keyed_commands_are_dead_lettered(broker: Broker) {
     // is another partition just the same.
     let upper_case = Command::place(Purchase::example());
     let upper_key = upper_case.order_id().to_string().to_uppercase();
-    for (command, key) in [(&other_order, &other_key), (&upper_case, &upper_key)] {
-        producer
-            .send(
-                FutureRecord::to(config.commands_topic())
-                    .key(key.as_str())
-                    .payload(&json(command)),
-                Duration::from_secs(10),
-            )
-            .await
-            .expect("produce a mis-keyed command");
-    }
     // No key at all: accepted (producers that do not key exist).
     let keyless = Command::place(Purchase::example());
-    producer
-        .send(
-            FutureRecord::<(), _>::to(config.commands_topic()).payload(&json(&keyless)),
-            Duration::from_secs(10),
-        )
-        .await
-        .expect("produce a keyless command");
+    produce_commands(
+        &config,
+        &[
+            (Some(other_key.as_str()), &json(&other_order)),
+            (Some(upper_key.as_str()), &json(&upper_case)),
+            (None, &json(&keyless)),
+        ],
+    )
+    .await;
     let keyed = Command::place(Purchase::example());
     KafkaCommandSink::new(&config)
         .expect("command sink")

@@ -102,6 +102,27 @@ macro_rules! against_both {
     )*};
 }
 
+/// Produces raw messages `(key, payload)` to `config`'s commands topic, as a producer other
+/// than ours might (`None`: no key), and waits for each to be delivered.
+pub async fn produce_commands(config: &KafkaConfig, messages: &[(Option<&str>, &[u8])]) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", config.brokers())
+        .create()
+        .expect("producer");
+    for &(key, payload) in messages {
+        let record = FutureRecord::<str, [u8]>::to(config.commands_topic()).payload(payload);
+        let record = match key {
+            Some(key) => record.key(key),
+            None => record,
+        };
+        producer
+            .send(record, Duration::from_secs(10))
+            .await
+            .expect("produce a raw command message");
+    }
+}
+
 /// The dead-letter topic's messages once it holds at least `letters` (within `timeout`).
 pub async fn await_dead_letters(
     config: &KafkaConfig,
