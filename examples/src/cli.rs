@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use order_fsm::{Dwell, Lifecycle, LoadLevel};
+use order_fsm::simulation::LoadLevel;
+use order_fsm::{Dwell, Lifecycle};
 use order_fsm_kafka::{provision_topics, KafkaConfig, KafkaError};
 use order_fsm_postgres::{PostgresBuilder, PostgresError, PostgresStore};
 

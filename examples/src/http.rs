@@ -314,7 +314,7 @@ async fn apply_event(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let order_id: OrderId = id.parse()?;
+    let order_id: OrderId = id.parse().map_err(Error::from)?;
     strict::json_content_type(&headers)?;
     let value = strict::parse(&body)?;
     strict::object(&value, strict::EVENT_FIELDS, "an event", "")?;
@@ -358,7 +358,7 @@ async fn read(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let order_id: OrderId = id.parse()?;
+    let order_id: OrderId = id.parse().map_err(Error::from)?;
     let order = gateway.intake.get(order_id).await?;
     if caller.is_some_and(|Extension(caller)| !caller.may_read(&order)) {
         let message = "a shop key reads only the orders it placed";

@@ -157,10 +157,11 @@ impl EmailNotifier {
             .lifecycle
             .state(&record.to)
             .map(|s| self.lifecycle.info(s));
-        let label = state.map_or(record.to.as_ref(), |info| match self.language {
-            Language::En => info.label_en,
-            Language::Es => info.label_es,
-        });
+        let language = match self.language {
+            Language::En => "en",
+            Language::Es => "es",
+        };
+        let label = state.map_or(record.to.as_ref(), |info| info.label_or_name(language));
         let (subject, body) = match self.language {
             Language::En => (
                 format!("Your order {}: {label}", record.order_id),

@@ -35,8 +35,8 @@ pub(crate) struct Service {
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
-fn core(error: CoreError) -> Status {
-    to_status(error, None)
+fn core(error: impl Into<CoreError>) -> Status {
+    to_status(error.into(), None)
 }
 
 /// Names the placement of a `PlaceOrders` call that a status is about.

@@ -101,8 +101,8 @@ pub struct EventAccepted {
     pub already_applied: bool,
 }
 
-fn response_err(e: CoreError) -> Error {
-    Error::Response(e)
+fn response_err(e: impl Into<CoreError>) -> Error {
+    Error::Response(e.into())
 }
 
 pub(crate) fn placed_from_proto(reply: proto::PlaceOrderResponse) -> Result<PlacedOrder, Error> {

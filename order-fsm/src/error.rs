@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use crate::{EventId, OrderId};
+use crate::{EventId, OrderId, ParseIdError};
 
 /// A boxed error from a backend client (Kafka, HTTP, ...).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -294,5 +294,11 @@ impl Error {
                 | Self::StaleVersion { .. }
                 | Self::Decode { .. }
         )
+    }
+}
+
+impl From<ParseIdError> for Error {
+    fn from(e: ParseIdError) -> Self {
+        Error::invalid_field(e.field(), "is not a UUID")
     }
 }

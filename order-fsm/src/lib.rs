@@ -5,100 +5,44 @@ pub mod access;
 mod changelog;
 mod clock;
 mod decide;
-mod domain;
+pub mod ecommerce;
 mod engine;
 mod error;
+mod id;
 pub mod intake;
 mod lifecycle;
 mod memory;
-mod message;
+mod order;
+mod purchase;
+mod retry;
 mod runner;
+pub mod simulation;
 mod sink;
 mod source;
+mod stats;
 mod store;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod throttle;
+mod wire;
 
 pub use changelog::{HistoryRecord, MemoryStateLog, StateChange, StateLog, StateRecord};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use decide::Decision;
-pub use domain::{EventId, Money, OrderId, Purchase, MAX_FIELD_CHARS};
-pub use engine::{Engine, Event, HistoryEntry, OrderState, Transition};
+pub use engine::Engine;
 pub use error::{BoxError, Error};
-pub use lifecycle::{EventKind, Lifecycle, LifecycleBuilder, StateId, StateInfo};
+pub use id::{EventId, OrderId, ParseIdError};
+pub use lifecycle::{EventKind, Labels, Lifecycle, LifecycleBuilder, StateId, StateInfo};
 pub use memory::{MemoryQueue, MemorySink, MemorySource, MemoryStore};
-pub use message::{Command, DeadLetter, Origin, TransitionRecord, PLACE_EVENT};
-pub use runner::{
-    Dwell, LatencySummary, LoadLevel, MetricsRecord, MetricsSnapshot, RunReport, Runner,
-    RunnerBuilder, StopReason, TransitionLatency, DEFAULT_RETENTION,
-};
-pub use sink::{DeadLetterSink, FanOut, MetricsSink, RetryPolicy, Retrying, TransitionSink};
+pub use order::{Event, HistoryEntry, OrderState, Transition};
+pub use purchase::{Money, Purchase, MAX_FIELD_CHARS};
+pub use retry::{RetryPolicy, Retrying};
+pub use runner::{RunReport, Runner, RunnerBuilder, StopReason, DEFAULT_RETENTION};
+pub use simulation::Dwell;
+pub use sink::{DeadLetterSink, FanOut, MetricsSink, TransitionSink};
 pub use source::{Ack, CommandSink, CommandSource, Envelope, SourceEvent};
+pub use stats::{LatencySummary, MetricsRecord, MetricsSnapshot, TransitionLatency};
 pub use store::{ListQuery, OrderStore};
 pub use throttle::Throttle;
-
-/// Handles of [`Lifecycle::ecommerce`]'s states and events, valid only for that lifecycle.
-pub mod ecommerce {
-    use crate::{EventKind, StateId};
-
-    /// Procesando.
-    pub const PROCESSING: StateId = StateId(0);
-    /// Preparación.
-    pub const PREPARING: StateId = StateId(1);
-    /// Enviado.
-    pub const SHIPPED: StateId = StateId(2);
-    /// Entregado.
-    pub const DELIVERED: StateId = StateId(3);
-    /// Finalizado (terminal).
-    pub const COMPLETED: StateId = StateId(4);
-    /// Cancelado (terminal).
-    pub const CANCELLED: StateId = StateId(5);
-    /// Fallido (terminal).
-    pub const FAILED: StateId = StateId(6);
-
-    /// processing → preparing.
-    pub const PREPARE: EventKind = EventKind(0);
-    /// preparing → shipped.
-    pub const SHIP: EventKind = EventKind(1);
-    /// shipped → delivered.
-    pub const DELIVER: EventKind = EventKind(2);
-    /// delivered → completed.
-    pub const COMPLETE: EventKind = EventKind(3);
-    /// processing | preparing → cancelled.
-    pub const CANCEL: EventKind = EventKind(4);
-    /// any non-terminal → failed (needs a reason).
-    pub const FAIL: EventKind = EventKind(5);
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-        use crate::Lifecycle;
-
-        #[test]
-        fn handles_match_the_names() {
-            let l = Lifecycle::ecommerce();
-            let states = [
-                PROCESSING, PREPARING, SHIPPED, DELIVERED, COMPLETED, CANCELLED, FAILED,
-            ];
-            let names = [
-                "processing",
-                "preparing",
-                "shipped",
-                "delivered",
-                "completed",
-                "cancelled",
-                "failed",
-            ];
-            for (s, n) in states.iter().zip(names) {
-                assert_eq!(l.state(n), Some(*s));
-            }
-            let events = [PREPARE, SHIP, DELIVER, COMPLETE, CANCEL, FAIL];
-            let names = ["prepare", "ship", "deliver", "complete", "cancel", "fail"];
-            for (e, n) in events.iter().zip(names) {
-                assert_eq!(l.event(n), Some(*e));
-            }
-        }
-    }
-}
+pub use wire::{Command, DeadLetter, Origin, TransitionRecord, PLACE_EVENT};

@@ -12,7 +12,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use order_fsm::{Dwell, LoadLevel, Purchase};
+use order_fsm::simulation::LoadLevel;
+use order_fsm::{Dwell, Purchase};
 use order_fsm_examples::embedded::{self, EmbeddedConfig, EmbeddedRun};
 use order_fsm_examples::load::{Intake, Pace, Sending};
 use order_fsm_examples::notify::Language;

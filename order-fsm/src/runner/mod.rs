@@ -1,6 +1,5 @@
 //! The runner: source → engine → sinks → store → acknowledgement, sharded by order id.
 
-mod dwell;
 mod metrics;
 mod ownership;
 mod partitions;
@@ -14,13 +13,10 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
-pub use dwell::{Dwell, LoadLevel};
-pub use metrics::{LatencySummary, MetricsRecord, MetricsSnapshot, TransitionLatency};
-
 use crate::{
-    Clock, CommandSource, DeadLetter, DeadLetterSink, Engine, Error, FanOut, Lifecycle,
-    MemoryStore, MetricsSink, OrderStore, RetryPolicy, SourceEvent, StateLog, SystemClock,
-    TransitionSink,
+    Clock, CommandSource, DeadLetter, DeadLetterSink, Dwell, Engine, Error, FanOut, Lifecycle,
+    MemoryStore, MetricsSink, MetricsSnapshot, OrderStore, RetryPolicy, SourceEvent, StateLog,
+    SystemClock, TransitionSink,
 };
 use metrics::Metrics;
 use partitions::{Checkpoint, CHECKPOINT_INTERVAL};

@@ -1,4 +1,5 @@
-//! How long an order is held in each state before the runner advances it.
+//! Simulated time in each state: how long the runner holds an order before taking the
+//! state's automatic advance, and the load levels of the original systems.
 
 use std::time::Duration;
 
@@ -65,7 +66,7 @@ pub enum Dwell {
 
 impl Dwell {
     /// Draws one dwell time.
-    pub fn sample(&self, rng: &mut impl Rng) -> Duration {
+    pub(crate) fn sample(&self, rng: &mut impl Rng) -> Duration {
         match *self {
             Self::None => Duration::ZERO,
             Self::Fixed(d) => d,

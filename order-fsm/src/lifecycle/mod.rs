@@ -1,9 +1,9 @@
 //! The declarative transition table: states, events, `(state, event) → state`.
 
-use std::collections::VecDeque;
-use std::fmt::Write as _;
+mod builder;
+mod render;
 
-use crate::Error;
+pub use builder::LifecycleBuilder;
 
 /// Handle of a state within one [`Lifecycle`] (an index; cheap to copy and compare).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -27,17 +27,42 @@ impl EventKind {
     }
 }
 
-/// One state's names: a stable machine name and human labels in English and Spanish.
+/// Human labels of a state, by language: `(language tag, label)` pairs such as
+/// `[("en", "Processing"), ("es", "Procesando")]`.
+pub type Labels = &'static [(&'static str, &'static str)];
+
+/// One state's names: a stable machine name and human labels by language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StateInfo {
     /// Stable machine name (`processing`), used on the wire and in stores.
     pub name: &'static str,
-    /// English label (`Processing`).
-    pub label_en: &'static str,
-    /// Spanish label (`Procesando`), as the original systems showed it.
-    pub label_es: &'static str,
+    /// Labels by language tag (the ecommerce lifecycle has `en` and `es`).
+    pub labels: Labels,
     /// Whether no event leaves this state.
     pub terminal: bool,
+}
+
+impl StateInfo {
+    /// The label in `language` (a tag such as `"es"`), if the lifecycle declares one.
+    ///
+    /// ```
+    /// use order_fsm::{ecommerce, Lifecycle};
+    /// let l = Lifecycle::ecommerce();
+    /// assert_eq!(l.info(ecommerce::SHIPPED).label("es"), Some("Enviado"));
+    /// assert_eq!(l.info(ecommerce::SHIPPED).label("fr"), None);
+    /// ```
+    pub fn label(&self, language: &str) -> Option<&'static str> {
+        self.labels
+            .iter()
+            .find(|(tag, _)| *tag == language)
+            .map(|(_, label)| *label)
+    }
+
+    /// The label in `language`, else the machine name.
+    pub fn label_or_name(&self, language: &str) -> &'static str {
+        self.label(language).unwrap_or(self.name)
+    }
 }
 
 pub(crate) const NONE: u16 = u16::MAX;
@@ -68,10 +93,10 @@ const NO_CELL: Cell = Cell {
 /// ```
 /// use order_fsm::Lifecycle;
 /// let delivery = Lifecycle::builder("delivery")
-///     .state("received", "Received", "Recibido")
-///     .state("preparing", "Preparing", "Preparando")
-///     .state("delivering", "Delivering", "Entregando")
-///     .terminal("done", "Done", "Finalizado")
+///     .state("received", &[("en", "Received"), ("es", "Recibido")])
+///     .state("preparing", &[("en", "Preparing"), ("es", "Preparando")])
+///     .state("delivering", &[("en", "Delivering"), ("es", "Entregando")])
+///     .terminal("done", &[("en", "Done"), ("es", "Finalizado")])
 ///     .initial("received")
 ///     .advance("received", "prepare", "preparing")
 ///     .advance("preparing", "dispatch", "delivering")
@@ -97,13 +122,7 @@ pub struct Lifecycle {
 impl Lifecycle {
     /// Starts a lifecycle definition.
     pub fn builder(name: &'static str) -> LifecycleBuilder {
-        LifecycleBuilder {
-            name,
-            states: Vec::new(),
-            initial: None,
-            transitions: Vec::new(),
-            reason_required: Vec::new(),
-        }
+        LifecycleBuilder::new(name)
     }
 
     /// The ecommerce lifecycle of the original systems: Processing → Preparing → Shipped →
@@ -111,13 +130,13 @@ impl Lifecycle {
     /// non-terminal state. See [`crate::ecommerce`] for its handles.
     pub fn ecommerce() -> Self {
         Self::builder("ecommerce")
-            .state("processing", "Processing", "Procesando")
-            .state("preparing", "Preparing", "Preparación")
-            .state("shipped", "Shipped", "Enviado")
-            .state("delivered", "Delivered", "Entregado")
-            .terminal("completed", "Completed", "Finalizado")
-            .terminal("cancelled", "Cancelled", "Cancelado")
-            .terminal("failed", "Failed", "Fallido")
+            .state("processing", &[("en", "Processing"), ("es", "Procesando")])
+            .state("preparing", &[("en", "Preparing"), ("es", "Preparación")])
+            .state("shipped", &[("en", "Shipped"), ("es", "Enviado")])
+            .state("delivered", &[("en", "Delivered"), ("es", "Entregado")])
+            .terminal("completed", &[("en", "Completed"), ("es", "Finalizado")])
+            .terminal("cancelled", &[("en", "Cancelled"), ("es", "Cancelado")])
+            .terminal("failed", &[("en", "Failed"), ("es", "Fallido")])
             .initial("processing")
             .advance("processing", "prepare", "preparing")
             .advance("preparing", "ship", "shipped")
@@ -249,270 +268,24 @@ impl Lifecycle {
                 .filter_map(move |event| self.target(from, event).map(|to| (from, event, to)))
         })
     }
-
-    /// Renders the table as a Mermaid `stateDiagram-v2`.
-    pub fn to_mermaid(&self) -> String {
-        let mut out = String::from("stateDiagram-v2\n");
-        let _ = writeln!(out, "    [*] --> {}", self.state_name(self.initial));
-        for (from, event, to) in self.transitions() {
-            let (from, to, event) = (
-                self.state_name(from),
-                self.state_name(to),
-                self.event_name(event),
-            );
-            let _ = writeln!(out, "    {from} --> {to}: {event}");
-        }
-        for state in self.states().filter(|s| self.is_terminal(*s)) {
-            let _ = writeln!(out, "    {} --> [*]", self.state_name(state));
-        }
-        out
-    }
-
-    /// Renders the table as a Graphviz DOT digraph.
-    pub fn to_dot(&self) -> String {
-        let mut out = format!("digraph \"{}\" {{\n    rankdir=LR;\n", self.name);
-        for state in self.states() {
-            let info = self.info(state);
-            let shape = if info.terminal {
-                "doublecircle"
-            } else {
-                "circle"
-            };
-            let _ = writeln!(
-                out,
-                "    \"{}\" [shape={shape}, label=\"{}\\n({})\"];",
-                info.name, info.label_en, info.label_es
-            );
-        }
-        for (from, event, to) in self.transitions() {
-            let (from, to, event) = (
-                self.state_name(from),
-                self.state_name(to),
-                self.event_name(event),
-            );
-            let _ = writeln!(out, "    \"{from}\" -> \"{to}\" [label=\"{event}\"];");
-        }
-        out.push_str("}\n");
-        out
-    }
-}
-
-/// Builds a [`Lifecycle`]; [`LifecycleBuilder::build`] validates it.
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct LifecycleBuilder {
-    name: &'static str,
-    states: Vec<StateInfo>,
-    initial: Option<&'static str>,
-    transitions: Vec<(&'static str, &'static str, &'static str, bool)>,
-    reason_required: Vec<&'static str>,
-}
-
-impl LifecycleBuilder {
-    /// Declares a non-terminal state with its English and Spanish labels.
-    pub fn state(self, name: &'static str, label_en: &'static str, label_es: &'static str) -> Self {
-        self.push_state(name, label_en, label_es, false)
-    }
-
-    /// Declares a terminal state (no event leaves it).
-    pub fn terminal(
-        self,
-        name: &'static str,
-        label_en: &'static str,
-        label_es: &'static str,
-    ) -> Self {
-        self.push_state(name, label_en, label_es, true)
-    }
-
-    fn push_state(
-        mut self,
-        name: &'static str,
-        en: &'static str,
-        es: &'static str,
-        terminal: bool,
-    ) -> Self {
-        self.states.push(StateInfo {
-            name,
-            label_en: en,
-            label_es: es,
-            terminal,
-        });
-        self
-    }
-
-    /// Sets the state new orders start in.
-    pub fn initial(mut self, name: &'static str) -> Self {
-        self.initial = Some(name);
-        self
-    }
-
-    /// Declares `from --event--> to`.
-    pub fn transition(mut self, from: &'static str, event: &'static str, to: &'static str) -> Self {
-        self.transitions.push((from, event, to, false));
-        self
-    }
-
-    /// Declares `from --event--> to` and makes it the automatic advance out of `from`, taken
-    /// by the runner after the dwell time (at most one per state).
-    pub fn advance(mut self, from: &'static str, event: &'static str, to: &'static str) -> Self {
-        self.transitions.push((from, event, to, true));
-        self
-    }
-
-    /// Requires events named `event` to carry a reason (like a failure).
-    pub fn require_reason(mut self, event: &'static str) -> Self {
-        self.reason_required.push(event);
-        self
-    }
-
-    /// Validates and builds the table.
-    ///
-    /// # Errors
-    /// [`Error::UnknownState`] for a transition or initial state that names an undeclared
-    /// state, [`Error::DuplicateTransition`] for two transitions of one `(state, event)`,
-    /// [`Error::UnreachableState`], [`Error::DeadEnd`] for a non-terminal state with no way
-    /// out, and [`Error::Config`] for the rest (no state, no initial state, a transition out
-    /// of a terminal state, two automatic advances out of one state, a duplicate state name).
-    pub fn build(self) -> Result<Lifecycle, Error> {
-        let lifecycle = self.name;
-        let config = |msg: String| Error::Config(format!("lifecycle `{lifecycle}`: {msg}").into());
-        if self.states.is_empty() {
-            return Err(config("declares no state".into()));
-        }
-        if self.states.len() >= NONE as usize {
-            return Err(config("declares too many states".into()));
-        }
-        for (i, s) in self.states.iter().enumerate() {
-            if self.states[..i].iter().any(|t| t.name == s.name) {
-                return Err(config(format!("state `{}` is declared twice", s.name)));
-            }
-        }
-        let find = |name: &str| -> Result<u16, Error> {
-            self.states
-                .iter()
-                .position(|s| s.name == name)
-                .map(|i| i as u16)
-                .ok_or_else(|| Error::UnknownState {
-                    lifecycle,
-                    state: name.to_owned(),
-                })
-        };
-        let initial = find(
-            self.initial
-                .ok_or_else(|| config("has no initial state".into()))?,
-        )?;
-
-        let mut events: Vec<&'static str> = Vec::new();
-        for (_, event, _, _) in &self.transitions {
-            if !events.contains(event) {
-                events.push(event);
-            }
-        }
-        let (n_states, n_events) = (self.states.len(), events.len());
-        let mut table = vec![NONE; n_states * n_events];
-        let mut advance = vec![NONE; n_states];
-        for &(from, event, to, is_advance) in &self.transitions {
-            let (f, t) = (find(from)?, find(to)?);
-            let e = events
-                .iter()
-                .position(|x| *x == event)
-                .expect("collected above") as u16;
-            if self.states[f as usize].terminal {
-                return Err(config(format!(
-                    "terminal state `{from}` has a transition (`{event}`)"
-                )));
-            }
-            let slot = &mut table[f as usize * n_events + e as usize];
-            if *slot != NONE {
-                return Err(Error::DuplicateTransition {
-                    lifecycle,
-                    state: self.states[f as usize].name,
-                    event,
-                });
-            }
-            *slot = t;
-            if is_advance {
-                if advance[f as usize] != NONE {
-                    return Err(config(format!("state `{from}` has two automatic advances")));
-                }
-                advance[f as usize] = e;
-            }
-        }
-        let mut reason_required = vec![false; n_events];
-        for name in &self.reason_required {
-            let e = events
-                .iter()
-                .position(|x| x == name)
-                .ok_or_else(|| config(format!("require_reason names unknown event `{name}`")))?;
-            reason_required[e] = true;
-        }
-
-        // Reachability from the initial state (breadth-first over the table).
-        let mut seen = vec![false; n_states];
-        let mut queue = VecDeque::from([initial]);
-        seen[initial as usize] = true;
-        while let Some(s) = queue.pop_front() {
-            for &to in &table[s as usize * n_events..(s as usize + 1) * n_events] {
-                if to != NONE && !seen[to as usize] {
-                    seen[to as usize] = true;
-                    queue.push_back(to);
-                }
-            }
-        }
-        for (i, state) in self.states.iter().enumerate() {
-            if !seen[i] {
-                return Err(Error::UnreachableState {
-                    lifecycle,
-                    state: state.name,
-                });
-            }
-            let has_exit = table[i * n_events..(i + 1) * n_events]
-                .iter()
-                .any(|&t| t != NONE);
-            if !state.terminal && !has_exit {
-                return Err(Error::DeadEnd {
-                    lifecycle,
-                    state: state.name,
-                });
-            }
-        }
-
-        let cells = table
-            .iter()
-            .enumerate()
-            .map(|(slot, &to)| Cell {
-                to,
-                needs_reason: reason_required[slot % n_events],
-                to_terminal: to != NONE && self.states[to as usize].terminal,
-            })
-            .collect();
-        Ok(Lifecycle {
-            name: self.name,
-            states: self.states,
-            events,
-            cells,
-            reason_required,
-            advance,
-            initial: StateId(initial),
-        })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
 
     fn base() -> LifecycleBuilder {
         Lifecycle::builder("t")
-            .state("a", "A", "A")
-            .terminal("z", "Z", "Z")
+            .state("a", &[("en", "A"), ("es", "A")])
+            .terminal("z", &[("en", "Z"), ("es", "Z")])
             .initial("a")
     }
 
     #[test]
     fn ecommerce_has_the_original_labels_and_paths() {
         let l = Lifecycle::ecommerce();
-        let labels: Vec<_> = l.states().map(|s| l.info(s).label_es).collect();
+        let labels: Vec<_> = l.states().map(|s| l.info(s).label_or_name("es")).collect();
         assert_eq!(
             &labels[..5],
             [
@@ -586,7 +359,7 @@ mod tests {
     #[test]
     fn builder_rejects_unreachable_states() {
         let err = base()
-            .state("island", "I", "I")
+            .state("island", &[("en", "I"), ("es", "I")])
             .transition("a", "go", "z")
             .transition("island", "go", "z")
             .build()
@@ -606,7 +379,7 @@ mod tests {
     #[test]
     fn builder_rejects_dead_ends() {
         let err = base()
-            .state("stuck", "S", "S")
+            .state("stuck", &[("en", "S"), ("es", "S")])
             .transition("a", "go", "z")
             .transition("a", "wait", "stuck")
             .build()
@@ -625,7 +398,7 @@ mod tests {
             .build();
         assert!(matches!(err, Err(Error::Config(_))));
         let err = base()
-            .state("b", "B", "B")
+            .state("b", &[("en", "B"), ("es", "B")])
             .advance("a", "go", "z")
             .advance("a", "other", "b")
             .transition("b", "go", "z")
