@@ -31,18 +31,14 @@ pub struct Row {
 
 impl From<Row> for Purchase {
     fn from(r: Row) -> Self {
-        Purchase {
-            product: r.product,
-            price: r.price,
-            payment_gateway: r.payment_gateway,
-            card_brand: r.card_brand,
-            bank: r.bank,
-            region: r.region,
-            shipping_address: r.shipping_address,
-            customer_email: r.customer_email,
-            quantity: None,
-            category: None,
-        }
+        let mut purchase = Purchase::new(r.product, r.price);
+        purchase.payment_gateway = r.payment_gateway;
+        purchase.card_brand = r.card_brand;
+        purchase.bank = r.bank;
+        purchase.region = r.region;
+        purchase.shipping_address = r.shipping_address;
+        purchase.customer_email = r.customer_email;
+        purchase
     }
 }
 

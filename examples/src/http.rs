@@ -135,7 +135,7 @@ impl From<Error> for ApiError {
 }
 
 impl From<BatchError> for ApiError {
-    fn from(BatchError { index, error }: BatchError) -> Self {
+    fn from(BatchError { index, error, .. }: BatchError) -> Self {
         Self {
             index,
             ..Self::from(error)
@@ -319,14 +319,11 @@ async fn apply_event(
     let value = strict::parse(&body)?;
     strict::object(&value, strict::EVENT_FIELDS, "an event", "")?;
     let body: EventBody = strict::read(value, "an event")?;
-    let request = EventRequest {
-        order_id,
-        idempotency_key: key(&headers, body.idempotency_key)?,
-        event: body.event,
-        expected_version: body.expected_version,
-        reason: body.reason,
-        actor: actor(caller),
-    };
+    let request = EventRequest::new(order_id, body.event)
+        .with_key(key(&headers, body.idempotency_key)?)
+        .with_expected_version(body.expected_version)
+        .with_reason(body.reason)
+        .with_actor(actor(caller));
     let event = request.event.clone();
     let accepted = gateway
         .intake

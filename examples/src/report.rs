@@ -297,15 +297,14 @@ mod tests {
     use order_fsm::{MetricsSnapshot, Timestamp};
 
     fn window(start_ms: u64, placed: u64, transitions: u64) -> MetricsRecord {
-        MetricsRecord {
-            window_start: Timestamp::from_micros(start_ms * 1_000),
-            window_end: Timestamp::from_micros((start_ms + 100) * 1_000),
-            metrics: MetricsSnapshot {
-                orders_placed: placed,
-                transitions,
-                ..MetricsSnapshot::default()
-            },
-        }
+        let mut metrics = MetricsSnapshot::default();
+        metrics.orders_placed = placed;
+        metrics.transitions = transitions;
+        MetricsRecord::new(
+            Timestamp::from_micros(start_ms * 1_000),
+            Timestamp::from_micros((start_ms + 100) * 1_000),
+            metrics,
+        )
     }
 
     #[test]
@@ -329,18 +328,16 @@ mod tests {
             ("processing", "preparing", 40_000),
             ("preparing", "shipped", 3),
         ] {
-            metrics.per_transition.push(order_fsm::TransitionLatency {
-                from: from.into(),
-                to: to.into(),
-                latency: order_fsm::LatencySummary {
-                    count: 10,
-                    p50_us: p99_us / 2,
-                    p90_us: p99_us,
-                    p99_us,
-                    max_us: p99_us,
-                    mean_us: p99_us as f64 / 2.0,
-                },
-            });
+            let mut latency = order_fsm::LatencySummary::default();
+            latency.count = 10;
+            latency.p50_us = p99_us / 2;
+            latency.p90_us = p99_us;
+            latency.p99_us = p99_us;
+            latency.max_us = p99_us;
+            latency.mean_us = p99_us as f64 / 2.0;
+            metrics
+                .per_transition
+                .push(order_fsm::TransitionLatency::new(from, to, latency));
         }
         let summary = Summary::new(10, 1.0, metrics);
         let windows = [window(0, 0, 0), window(100, 10, 20)];

@@ -94,11 +94,9 @@ impl Default for ElasticConfig {
             max_batch_bytes: 5 * 1024 * 1024,
             flush_interval: Duration::from_millis(2),
             max_in_flight: 2,
-            retry: RetryPolicy {
-                max_attempts: Some(6),
-                initial_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_secs(2),
-            },
+            retry: RetryPolicy::default()
+                .with_max_attempts(6)
+                .with_backoff(Duration::from_millis(50), Duration::from_secs(2)),
             request_timeout: Duration::from_secs(30),
             use_system_proxy: false,
         }

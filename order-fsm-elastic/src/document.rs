@@ -58,21 +58,22 @@ pub(crate) struct TransitionDoc {
 
 impl From<TransitionDoc> for TransitionRecord {
     fn from(d: TransitionDoc) -> Self {
-        TransitionRecord {
-            order_id: d.order_id,
-            event_id: d.event_id,
-            version: d.version,
-            from: d.from.map(Cow::Owned),
-            to: Cow::Owned(d.to),
-            event: Cow::Owned(d.event),
-            at: Timestamp::from_micros(d.at_us),
-            placed_at: Timestamp::from_micros(d.placed_at_us),
-            in_previous_state_micros: d.in_previous_state_us,
-            terminal: d.terminal,
-            reason: d.reason,
-            purchase: Arc::new(d.purchase),
-            actor: d.actor,
-        }
+        let mut record = TransitionRecord::new(
+            d.order_id,
+            d.event_id,
+            d.version,
+            d.event,
+            d.to,
+            Timestamp::from_micros(d.at_us),
+            Arc::new(d.purchase),
+        );
+        record.from = d.from.map(Cow::Owned);
+        record.placed_at = Timestamp::from_micros(d.placed_at_us);
+        record.in_previous_state_micros = d.in_previous_state_us;
+        record.terminal = d.terminal;
+        record.reason = d.reason;
+        record.actor = d.actor;
+        record
     }
 }
 

@@ -202,13 +202,13 @@ impl ElasticSink {
             });
         };
         for (slot, (index, id, status, reason)) in rejected {
-            let letter = DeadLetter {
-                command: document::command_of(&records[slot]),
-                reason: format!(
+            let letter = DeadLetter::new(
+                document::command_of(&records[slot]),
+                format!(
                     "elasticsearch rejected document `{id}` of index `{index}` (HTTP {status}): {reason}"
                 ),
-                origin: Origin::default(),
-            };
+                Origin::default(),
+            );
             tracing::warn!(%id, %index, status, %reason, "document rejected; dead-lettered");
             dead_letters
                 .dead_letter(&letter)

@@ -194,11 +194,11 @@ async fn the_runner_acknowledges_nothing_during_an_outage_and_loses_nothing() {
     let runner = Runner::builder(Lifecycle::ecommerce())
         .sink(sink)
         .auto_advance(Dwell::None)
-        .retry(RetryPolicy {
-            max_attempts: None,
-            initial_backoff: Duration::from_millis(10),
-            max_backoff: Duration::from_millis(100),
-        })
+        .retry(
+            RetryPolicy::default()
+                .forever()
+                .with_backoff(Duration::from_millis(10), Duration::from_millis(100)),
+        )
         .build()
         .expect("runner");
     let source = queue.subscribe();

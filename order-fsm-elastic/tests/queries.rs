@@ -22,11 +22,9 @@ fn dataset(orders: u64) -> Vec<TransitionRecord> {
     let engine = Engine::new(Arc::clone(&lifecycle));
     let mut out = Vec::new();
     for i in 0..orders {
-        let purchase = Purchase {
-            bank: BANKS[(i % 3) as usize].into(),
-            region: REGIONS[(i % 4) as usize].into(),
-            ..Purchase::example()
-        };
+        let mut purchase = Purchase::example();
+        purchase.bank = BANKS[(i % 3) as usize].into();
+        purchase.region = REGIONS[(i % 4) as usize].into();
         let mut at = BASE_US + i * 7_000_000;
         let mut order = engine.place(
             OrderId::from_u128(0xe1a5_0000 + u128::from(i)),

@@ -141,28 +141,24 @@ async fn metrics_windows_and_dead_letters_are_indexed_once() {
         .build()
         .await
         .expect("build");
-    let record = MetricsRecord {
-        window_start: Timestamp::from_micros(1_700_000_000_000_000),
-        window_end: Timestamp::from_micros(1_700_000_010_000_000),
-        metrics: MetricsSnapshot {
-            elapsed_secs: 10.0,
-            orders_placed: 7,
-            transitions: 20,
-            orders_finished: vec![("completed".into(), 3)],
-            transitions_per_sec: 2.0,
-            ..MetricsSnapshot::default()
-        },
-    };
+    let mut metrics = MetricsSnapshot::default();
+    metrics.elapsed_secs = 10.0;
+    metrics.orders_placed = 7;
+    metrics.transitions = 20;
+    metrics.orders_finished = vec![("completed".into(), 3)];
+    metrics.transitions_per_sec = 2.0;
+    let record = MetricsRecord::new(
+        Timestamp::from_micros(1_700_000_000_000_000),
+        Timestamp::from_micros(1_700_000_010_000_000),
+        metrics,
+    );
     sink.record(&record).await.expect("record");
     sink.record(&record).await.expect("record again");
-    let letter = DeadLetter {
-        command: Command::place(Purchase::example()),
-        reason: "test".into(),
-        origin: Origin {
-            partition: 1,
-            offset: 9,
-        },
-    };
+    let letter = DeadLetter::new(
+        Command::place(Purchase::example()),
+        "test",
+        Origin::new(1, 9),
+    );
     sink.dead_letter(&letter).await.expect("dead letter");
     sink.dead_letter(&letter).await.expect("dead letter again");
 

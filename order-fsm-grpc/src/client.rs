@@ -67,11 +67,9 @@ impl ClientConfig {
             tls_domain: None,
             timeout: Some(Duration::from_secs(10)),
             connect_timeout: Duration::from_secs(5),
-            retry: RetryPolicy {
-                max_attempts: Some(5),
-                initial_backoff: Duration::from_millis(50),
-                max_backoff: Duration::from_secs(1),
-            },
+            retry: RetryPolicy::default()
+                .with_max_attempts(5)
+                .with_backoff(Duration::from_millis(50), Duration::from_secs(1)),
             api_key: None,
             tls_identity: None,
         }

@@ -6,18 +6,16 @@ use crate::proto;
 
 /// A wire purchase as a core purchase (not yet validated). A bad price names `price`.
 pub(crate) fn purchase_from_proto(p: proto::Purchase) -> Result<Purchase, CoreError> {
-    Ok(Purchase {
-        price: p.price.parse()?,
-        product: p.product,
-        payment_gateway: p.payment_gateway,
-        card_brand: p.card_brand,
-        bank: p.bank,
-        region: p.region,
-        shipping_address: p.shipping_address,
-        customer_email: p.customer_email,
-        quantity: p.quantity,
-        category: p.category,
-    })
+    let mut purchase = Purchase::new(p.product, p.price.parse()?);
+    purchase.payment_gateway = p.payment_gateway;
+    purchase.card_brand = p.card_brand;
+    purchase.bank = p.bank;
+    purchase.region = p.region;
+    purchase.shipping_address = p.shipping_address;
+    purchase.customer_email = p.customer_email;
+    purchase.quantity = p.quantity;
+    purchase.category = p.category;
+    Ok(purchase)
 }
 
 /// The wire form of a purchase (price as a decimal string), as the client sends it.

@@ -56,11 +56,9 @@ fn place_request(
     let wire = req
         .purchase
         .ok_or_else(|| invalid("purchase", "is required"))?;
-    Ok(PlaceRequest {
-        purchase: purchase_from_proto(wire).map_err(core)?,
-        idempotency_key: req.idempotency_key,
-        actor,
-    })
+    let mut request = PlaceRequest::new(purchase_from_proto(wire).map_err(core)?).with_actor(actor);
+    request.idempotency_key = req.idempotency_key;
+    Ok(request)
 }
 
 /// The name of the caller the access layer authenticated, if access control is on.
@@ -110,14 +108,12 @@ impl Service {
                 place_request(order, actor.clone()).map_err(|s| in_call(index, s))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let placed =
-            self.intake
-                .place_many(requests)
-                .await
-                .map_err(|BatchError { index, error }| match index {
-                    Some(index) => in_call(index, core(error)),
-                    None => core(error),
-                })?;
+        let placed = self.intake.place_many(requests).await.map_err(
+            |BatchError { index, error, .. }| match index {
+                Some(index) => in_call(index, core(error)),
+                None => core(error),
+            },
+        )?;
         Ok(proto::PlaceOrdersResponse {
             orders: placed.into_iter().map(|p| self.placed(p)).collect(),
         })
@@ -155,11 +151,9 @@ impl Service {
             0 => self.default_page_size,
             n => n.min(self.max_page_size),
         } as usize;
-        let query = ListQuery {
-            status,
-            after,
-            limit: page_size + 1,
-        };
+        let query = ListQuery::new(page_size + 1)
+            .with_status(status)
+            .after(after);
         let mut orders = self.store.list(query).await.map_err(core)?;
         let more = orders.len() > page_size;
         orders.truncate(page_size);
@@ -272,14 +266,11 @@ impl OrderService for Service {
         let limit = budget(request.metadata(), self.request_timeout);
         let actor = actor_of(&request);
         let req = request.into_inner();
-        let event = EventRequest {
-            order_id: req.order_id.parse().map_err(core)?,
-            event: req.event,
-            expected_version: req.expected_version,
-            reason: req.reason,
-            idempotency_key: req.idempotency_key,
-            actor,
-        };
+        let event = EventRequest::new(req.order_id.parse().map_err(core)?, req.event)
+            .with_expected_version(req.expected_version)
+            .with_reason(req.reason)
+            .with_key(req.idempotency_key)
+            .with_actor(actor);
         within(limit, self.event(event)).await.map(Response::new)
     }
 
@@ -290,14 +281,14 @@ impl OrderService for Service {
         let limit = budget(request.metadata(), self.request_timeout);
         let actor = actor_of(&request);
         let req = request.into_inner();
-        let event = EventRequest {
-            order_id: req.order_id.parse().map_err(core)?,
-            event: self.cancel_event.clone(),
-            expected_version: req.expected_version,
-            reason: req.reason,
-            idempotency_key: req.idempotency_key,
-            actor,
-        };
+        let event = EventRequest::new(
+            req.order_id.parse().map_err(core)?,
+            self.cancel_event.clone(),
+        )
+        .with_expected_version(req.expected_version)
+        .with_reason(req.reason)
+        .with_key(req.idempotency_key)
+        .with_actor(actor);
         within(limit, self.event(event)).await.map(Response::new)
     }
 

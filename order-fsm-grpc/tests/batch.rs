@@ -12,9 +12,10 @@ use tonic::Code;
 
 fn purchases(n: usize) -> Vec<Purchase> {
     (0..n)
-        .map(|i| Purchase {
-            product: format!("Product {i}"),
-            ..Purchase::example()
+        .map(|i| {
+            let mut purchase = Purchase::example();
+            purchase.product = format!("Product {i}");
+            purchase
         })
         .collect()
 }

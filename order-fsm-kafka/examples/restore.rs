@@ -180,11 +180,7 @@ impl Orders {
 }
 
 fn change(state: &OrderState) -> StateChange {
-    StateChange {
-        partition: 0,
-        state: state.clone(),
-        published_up_to: state.version,
-    }
+    StateChange::new(0, state.clone(), state.version)
 }
 
 /// What writing one history produced.

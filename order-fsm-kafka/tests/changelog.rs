@@ -69,12 +69,12 @@ impl Orders {
 }
 
 fn change(partition: i32, state: &OrderState) -> StateChange {
-    StateChange {
+    // Vary what was published: it must come back as written.
+    StateChange::new(
         partition,
-        state: state.clone(),
-        // Vary it: it must come back as written.
-        published_up_to: state.version - (state.version % 2),
-    }
+        state.clone(),
+        state.version - (state.version % 2),
+    )
 }
 
 async fn restore_map(log: &KafkaStateLog, partition: i32) -> HashMap<OrderId, StateChange> {
@@ -375,11 +375,7 @@ async fn a_checkpoint_covers_what_was_appended_before_its_mark(broker: Broker) {
     assert!(writer.restore(0).await.expect("restore empty").is_empty());
     let mut orders = Orders::new();
     let before: Vec<OrderState> = (0..5).map(|_| orders.place()).collect();
-    let unpublished = |s: &OrderState| StateChange {
-        partition: 0,
-        state: s.clone(),
-        published_up_to: 0,
-    };
+    let unpublished = |s: &OrderState| StateChange::new(0, s.clone(), 0);
     writer
         .append(&before.iter().map(unpublished).collect::<Vec<_>>())
         .await

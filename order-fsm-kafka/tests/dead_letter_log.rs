@@ -141,13 +141,12 @@ async fn dead_letter_lines_are_rate_limited(broker: Broker) {
     log();
     let config = broker.config("dlq-log-flood", 1).await;
     let sink = KafkaDeadLetterSink::new(&config).expect("dlq sink");
-    let letter = |offset: i64| DeadLetter {
-        command: Command::apply(OrderId::random(), "teleport"),
-        reason: "unknown event `teleport`".into(),
-        origin: Origin {
-            partition: 0,
-            offset,
-        },
+    let letter = |offset: i64| {
+        DeadLetter::new(
+            Command::apply(OrderId::random(), "teleport"),
+            "unknown event `teleport`",
+            Origin::new(0, offset),
+        )
     };
     const FLOOD: i64 = 60;
     let letters: Vec<DeadLetter> = (0..FLOOD).map(letter).collect();

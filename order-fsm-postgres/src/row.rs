@@ -1,6 +1,5 @@
 //! Orders as rows: the columns of `order_fsm_orders` and back.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -131,19 +130,19 @@ pub(crate) fn decode(
         row.try_get(7).map_err(|e| fail(e.to_string()))?;
     let Json(rejected): Json<Vec<EventId>> = row.try_get(8).map_err(|e| fail(e.to_string()))?;
     let published_up_to: i64 = row.get(9);
-    let record = StateRecord {
-        order_id: OrderId::from_u128(order_id.as_u128()),
-        version: u64::try_from(version).map_err(|_| fail(format!("version {version}")))?,
-        status: Cow::Owned(status),
-        placed_by: EventId::from_u128(placed_by.as_u128()),
-        created_at: from_time(row.get(4)),
-        updated_at: from_time(row.get(5)),
-        purchase: Arc::new(purchase),
-        history,
-        rejected,
-        published_up_to: u64::try_from(published_up_to).unwrap_or_default(),
-        placed_by_actor: row.get(10),
-    };
+    let mut record = StateRecord::new(
+        OrderId::from_u128(order_id.as_u128()),
+        u64::try_from(version).map_err(|_| fail(format!("version {version}")))?,
+        status,
+        EventId::from_u128(placed_by.as_u128()),
+        from_time(row.get(4)),
+        Arc::new(purchase),
+    );
+    record.updated_at = from_time(row.get(5));
+    record.history = history;
+    record.rejected = rejected;
+    record.published_up_to = u64::try_from(published_up_to).unwrap_or_default();
+    record.placed_by_actor = row.get(10);
     record
         .into_change(lifecycle, partition)
         .map_err(|e| fail(e.to_string()))

@@ -41,13 +41,11 @@ fn advanced(engine: &Engine, order: &OrderState, reason: &str) -> OrderState {
         .lifecycle()
         .advance_event(next.status)
         .expect("advances");
-    let event = Event {
-        reason: Some(reason.to_owned()),
-        ..Event::new(
-            kind,
-            next.updated_at.plus(std::time::Duration::from_millis(3)),
-        )
-    };
+    let event = Event::new(
+        kind,
+        next.updated_at.plus(std::time::Duration::from_millis(3)),
+    )
+    .with_reason(reason);
     engine.apply_in_place(&mut next, &event).expect("legal");
     next
 }
@@ -61,13 +59,11 @@ async fn who_placed_and_who_changed_an_order_are_kept() {
     store.compare_and_set(0, order.clone()).await.unwrap();
     let mut next = order.clone();
     let kind = engine.lifecycle().advance_event(next.status).unwrap();
-    let event = Event {
-        actor: Some("ops".into()),
-        ..Event::new(
-            kind,
-            next.updated_at.plus(std::time::Duration::from_millis(1)),
-        )
-    };
+    let event = Event::new(
+        kind,
+        next.updated_at.plus(std::time::Duration::from_millis(1)),
+    )
+    .with_actor(Some("ops".into()));
     engine.apply_in_place(&mut next, &event).unwrap();
     store.compare_and_set(1, next.clone()).await.unwrap();
     let back = store.get(order.id).await.unwrap().unwrap();
@@ -174,10 +170,8 @@ async fn the_state_log_restores_a_partitions_live_orders_only() {
     let p = 3;
     let (a, b, other) = (placed(&engine), placed(&engine), placed(&engine));
     let a2 = advanced(&engine, &a, "moved");
-    let change = |partition, state: &OrderState, published_up_to| StateChange {
-        partition,
-        state: state.clone(),
-        published_up_to,
+    let change = |partition, state: &OrderState, published_up_to| {
+        StateChange::new(partition, state.clone(), published_up_to)
     };
     store
         .append(&[change(p, &a, 0), change(p, &b, 0), change(p + 1, &other, 0)])

@@ -12,8 +12,8 @@ use std::time::Instant;
 use criterion::{criterion_group, Criterion, Throughput};
 use order_fsm::ecommerce::*;
 use order_fsm::{
-    Engine, Error, Event, EventId, Lifecycle, MemoryStore, OrderId, OrderState, Purchase,
-    Timestamp, Transition,
+    Engine, Error, Event, EventId, EventKind, Lifecycle, MemoryStore, OrderId, OrderState,
+    Purchase, StateId, Timestamp, Transition,
 };
 
 // The allocator of the programs in `examples/`: placing an order allocates (the shared
@@ -22,10 +22,40 @@ use order_fsm::{
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What the hand-written apply computes: the same fields as the engine's [`Transition`].
+#[derive(Debug, PartialEq, Eq)]
+struct HandTransition {
+    order_id: OrderId,
+    event_id: EventId,
+    event: EventKind,
+    from: StateId,
+    to: StateId,
+    version: u64,
+    at: Timestamp,
+    in_previous_state_micros: u64,
+    terminal: bool,
+}
+
+impl From<Transition> for HandTransition {
+    fn from(t: Transition) -> Self {
+        Self {
+            order_id: t.order_id,
+            event_id: t.event_id,
+            event: t.event,
+            from: t.from,
+            to: t.to,
+            version: t.version,
+            at: t.at,
+            in_previous_state_micros: t.in_previous_state_micros,
+            terminal: t.terminal,
+        }
+    }
+}
+
 /// The baseline: the ecommerce table written as a `match`, with the same checks as
 /// [`Engine::apply`] (duplicate, terminal, version, legality, reason) and the same output.
 #[inline]
-fn hand_written_apply(order: &OrderState, event: &Event) -> Result<Transition, Error> {
+fn hand_written_apply(order: &OrderState, event: &Event) -> Result<HandTransition, Error> {
     if order.has_seen(event.id) {
         return Err(Error::Duplicate { event_id: event.id });
     }
@@ -68,7 +98,7 @@ fn hand_written_apply(order: &OrderState, event: &Event) -> Result<Transition, E
     if event.kind == FAIL && event.reason.is_none() {
         return Err(Error::invalid_field("reason", "is required for this event"));
     }
-    Ok(Transition {
+    Ok(HandTransition {
         order_id: order.id,
         event_id: event.id,
         event: event.kind,
@@ -99,7 +129,7 @@ fn fixture() -> (Engine, OrderState, Event) {
 fn single_apply(c: &mut Criterion) {
     let (engine, order, event) = fixture();
     assert_eq!(
-        engine.apply(&order, &event).unwrap(),
+        HandTransition::from(engine.apply(&order, &event).unwrap()),
         hand_written_apply(&order, &event).unwrap()
     );
     let mut group = c.benchmark_group("apply");
@@ -158,14 +188,11 @@ fn full_lifecycle(engine: &Engine, store: &MemoryStore, purchase: &Arc<Purchase>
         for (step, kind) in [PREPARE, SHIP, DELIVER, COMPLETE].into_iter().enumerate() {
             store
                 .update(id, |order| {
-                    let event = Event {
-                        id: EventId::auto_advance(id, order.version),
+                    let event = Event::identified(
+                        EventId::auto_advance(id, order.version),
                         kind,
-                        at: Timestamp::from_micros(i + step as u64),
-                        expected_version: None,
-                        reason: None,
-                        actor: None,
-                    };
+                        Timestamp::from_micros(i + step as u64),
+                    );
                     engine.apply_in_place(order, &event).unwrap()
                 })
                 .unwrap();
@@ -188,14 +215,12 @@ fn full_lifecycle_chained(engine: &Engine, store: &MemoryStore, purchase: &Arc<P
             Timestamp::from_micros(i),
         );
         for (step, kind) in [PREPARE, SHIP, DELIVER, COMPLETE].into_iter().enumerate() {
-            let event = Event {
-                id: EventId::auto_advance(id, order.version),
+            let event = Event::identified(
+                EventId::auto_advance(id, order.version),
                 kind,
-                at: Timestamp::from_micros(i + step as u64),
-                expected_version: Some(order.version),
-                reason: None,
-                actor: None,
-            };
+                Timestamp::from_micros(i + step as u64),
+            )
+            .with_expected_version(order.version);
             engine.apply_in_place(&mut order, &event).unwrap();
             transitions += 1;
         }

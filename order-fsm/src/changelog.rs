@@ -17,6 +17,7 @@ use crate::{
 
 /// The new state of one order, as a runner writes it to a [`StateLog`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct StateChange {
     /// The source partition the order belongs to.
     pub partition: i32,
@@ -30,6 +31,16 @@ pub struct StateChange {
 }
 
 impl StateChange {
+    /// `state`, owned by `partition`, with its transitions published up to
+    /// `published_up_to` (a version).
+    pub fn new(partition: i32, state: OrderState, published_up_to: u64) -> Self {
+        Self {
+            partition,
+            state,
+            published_up_to,
+        }
+    }
+
     /// The transition records of the versions this change made, oldest first: what may not
     /// have been published if the writer stopped right after the change became durable.
     pub fn unpublished(&self, lifecycle: &Lifecycle) -> Vec<TransitionRecord> {
@@ -142,7 +153,7 @@ type Latest = HashMap<OrderId, (u64, StateChange)>;
 ///     order_fsm::Timestamp::from_micros(1),
 /// );
 /// let log = MemoryStateLog::new();
-/// log.append(&[StateChange { partition: 3, state: state.clone(), published_up_to: 0 }]).await.unwrap();
+/// log.append(&[StateChange::new(3, state.clone(), 0)]).await.unwrap();
 /// assert_eq!(log.restore(3).await.unwrap()[0].state, state);
 /// log.forget(3, &[state.id]).await.unwrap();
 /// assert!(log.restore(3).await.unwrap().is_empty());
@@ -228,6 +239,7 @@ impl StateLog for MemoryStateLog {
 /// The wire form of a [`StateChange`]'s state (state and event names, not handles), for
 /// changelogs that store bytes. JSON through serde.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct StateRecord {
     /// The order.
     pub order_id: OrderId,
@@ -257,6 +269,7 @@ pub struct StateRecord {
 
 /// One history entry of a [`StateRecord`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct HistoryRecord {
     /// The event id.
     pub event_id: EventId,
@@ -275,6 +288,32 @@ pub struct HistoryRecord {
 }
 
 impl StateRecord {
+    /// A record of `order_id` at `version` in `status`, placed by event `placed_by` at
+    /// `created_at`; history, rejections and actor start empty, `updated_at` is `created_at`
+    /// and nothing is published. The fields are public to fill from a store's columns.
+    pub fn new(
+        order_id: OrderId,
+        version: u64,
+        status: impl Into<Cow<'static, str>>,
+        placed_by: EventId,
+        created_at: Timestamp,
+        purchase: Arc<Purchase>,
+    ) -> Self {
+        Self {
+            order_id,
+            version,
+            status: status.into(),
+            placed_by,
+            placed_by_actor: None,
+            created_at,
+            updated_at: created_at,
+            purchase,
+            history: Vec::new(),
+            rejected: Vec::new(),
+            published_up_to: 0,
+        }
+    }
+
     /// The wire form of `change`.
     pub fn of_change(lifecycle: &Lifecycle, change: &StateChange) -> Self {
         Self::of_state(lifecycle, &change.state, change.published_up_to)

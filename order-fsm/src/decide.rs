@@ -7,6 +7,7 @@ use crate::{Command, Engine, Error, OrderState, Timestamp, Transition};
 /// What [`Engine::decide`] decided a command does. Nothing is changed yet: the caller
 /// stores the new order, or commits the transition with [`OrderState::commit`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Decision {
     /// A placement creates this order (initial state, version 1).
     Place(OrderState),

@@ -174,6 +174,7 @@ pub fn message(error: &Error, event: Option<&str>) -> String {
 
 /// One placement as an API received it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PlaceRequest {
     /// What is bought (checked by the intake).
     pub purchase: Purchase,
@@ -209,6 +210,7 @@ impl PlaceRequest {
 
 /// The answer to a placement.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Placed {
     /// The order.
     pub order_id: OrderId,
@@ -225,6 +227,7 @@ pub struct Placed {
 
 /// One event for an order as an API received it.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct EventRequest {
     /// The order.
     pub order_id: OrderId,
@@ -241,6 +244,27 @@ pub struct EventRequest {
 }
 
 impl EventRequest {
+    /// Applies only to the order at `version`.
+    #[must_use]
+    pub fn with_expected_version(mut self, version: Option<u64>) -> Self {
+        self.expected_version = version;
+        self
+    }
+
+    /// Sets the reason.
+    #[must_use]
+    pub fn with_reason(mut self, reason: Option<String>) -> Self {
+        self.reason = reason;
+        self
+    }
+
+    /// Sets the idempotency key.
+    #[must_use]
+    pub fn with_key(mut self, key: Option<String>) -> Self {
+        self.idempotency_key = key;
+        self
+    }
+
     /// `event` for `order_id`, without version guard, reason or key.
     pub fn new(order_id: OrderId, event: impl Into<String>) -> Self {
         Self {
@@ -263,6 +287,7 @@ impl EventRequest {
 
 /// The answer to an accepted event: the transition the read model's state allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Accepted {
     /// The order.
     pub order_id: OrderId,
@@ -280,6 +305,7 @@ pub struct Accepted {
 
 /// An error of a batch call, with the placement it is about (`None`: the whole call).
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct BatchError {
     /// Index of the placement in the call.
     pub index: Option<usize>,

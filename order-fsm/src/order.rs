@@ -8,6 +8,7 @@ use crate::{Error, EventId, EventKind, OrderId, Purchase, StateId};
 
 /// One event addressed to an order, already resolved against the lifecycle.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Event {
     /// Unique id of this occurrence; a second event with the same id is a duplicate.
     pub id: EventId,
@@ -24,10 +25,11 @@ pub struct Event {
 }
 
 impl Event {
-    /// An event with a fresh random id and no version guard or reason.
-    pub fn new(kind: EventKind, at: Timestamp) -> Self {
+    /// An event whose id its sender chose (deterministic ids; a redelivery carries the id of
+    /// the first delivery), without version guard or reason.
+    pub fn identified(id: EventId, kind: EventKind, at: Timestamp) -> Self {
         Self {
-            id: EventId::random(),
+            id,
             kind,
             at,
             expected_version: None,
@@ -35,11 +37,38 @@ impl Event {
             actor: None,
         }
     }
+
+    /// The same event, applicable only to an order at `version` (optimistic concurrency).
+    #[must_use]
+    pub fn with_expected_version(mut self, version: u64) -> Self {
+        self.expected_version = Some(version);
+        self
+    }
+
+    /// The same event with a reason (required by events such as `fail`).
+    #[must_use]
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    /// The same event, sent by `actor` (an API key name), if any.
+    #[must_use]
+    pub fn with_actor(mut self, actor: Option<String>) -> Self {
+        self.actor = actor;
+        self
+    }
+
+    /// An event with a fresh random id and no version guard or reason.
+    pub fn new(kind: EventKind, at: Timestamp) -> Self {
+        Self::identified(EventId::random(), kind, at)
+    }
 }
 
 /// What applying an event decided: the order moves `from → to` and its version becomes
 /// `version`. Computed by [`Engine::apply`], recorded by [`OrderState::commit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Transition {
     /// The order.
     pub order_id: OrderId,
@@ -63,6 +92,7 @@ pub struct Transition {
 
 /// One entry of an order's audit history.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HistoryEntry {
     /// The event that caused the transition.
     pub event_id: EventId,
@@ -86,6 +116,7 @@ pub struct HistoryEntry {
 ///
 /// Version 1 is the freshly placed order; every accepted transition adds exactly one.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OrderState {
     /// The order.
     pub id: OrderId,

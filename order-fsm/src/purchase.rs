@@ -132,6 +132,7 @@ impl<'de> Deserialize<'de> for Money {
 /// (product, price, payment gateway, card brand, bank, region, address, e-mail) plus an
 /// optional quantity and category.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Purchase {
     /// Product name, non-empty.
     pub product: String,
@@ -158,6 +159,30 @@ pub struct Purchase {
 }
 
 impl Purchase {
+    /// A purchase of `product` at `price`; every other field empty (set them, they are
+    /// public), and [`Purchase::validate`] tells what is still missing.
+    ///
+    /// ```
+    /// use order_fsm::{Money, Purchase};
+    /// let mut purchase = Purchase::new("Laptop", Money::from_minor_units(129_990));
+    /// purchase.customer_email = "buyer@example.com".into();
+    /// assert_eq!(purchase.product, "Laptop");
+    /// ```
+    pub fn new(product: impl Into<String>, price: Money) -> Self {
+        Self {
+            product: product.into(),
+            price,
+            payment_gateway: String::new(),
+            card_brand: String::new(),
+            bank: String::new(),
+            region: String::new(),
+            shipping_address: String::new(),
+            customer_email: String::new(),
+            quantity: None,
+            category: None,
+        }
+    }
+
     /// Checks every field and returns the first problem as [`Error::InvalidField`] naming it.
     ///
     /// ```

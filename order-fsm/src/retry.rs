@@ -10,6 +10,7 @@ use crate::{
 
 /// Exponential backoff for retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, including the first; `None` retries until success or a fatal error.
     pub max_attempts: Option<u32>,
@@ -30,6 +31,28 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// At most `attempts` attempts in all (the first included).
+    #[must_use]
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Retries until success or a fatal error.
+    #[must_use]
+    pub fn forever(mut self) -> Self {
+        self.max_attempts = None;
+        self
+    }
+
+    /// The backoffs: `initial` after the first failure, doubling up to `max`.
+    #[must_use]
+    pub fn with_backoff(mut self, initial: Duration, max: Duration) -> Self {
+        self.initial_backoff = initial;
+        self.max_backoff = max;
+        self
+    }
+
     /// The wait before attempt `attempt + 1` (attempt counts from 1), doubling each time.
     pub fn backoff(&self, attempt: u32) -> Duration {
         let factor = 1u32 << attempt.saturating_sub(1).min(16);

@@ -7,6 +7,7 @@ use rand::Rng;
 
 /// A simulated load level of the original systems: higher load, longer processing per state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum LoadLevel {
     /// 50–150 ms per state.
     Low,
@@ -47,6 +48,7 @@ impl std::str::FromStr for LoadLevel {
 /// How long the runner holds an order in a state before taking the state's automatic
 /// advance. Waiting happens on timers; no worker sleeps.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Dwell {
     /// Advance at once.
     #[default]

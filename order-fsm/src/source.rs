@@ -44,6 +44,7 @@ impl fmt::Debug for Ack {
 
 /// One delivered command with its acknowledgement and origin.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Envelope {
     /// The command.
     pub command: Command,
@@ -51,6 +52,17 @@ pub struct Envelope {
     pub origin: Origin,
     /// Acknowledge once the command's effects are durable.
     pub ack: Ack,
+}
+
+impl Envelope {
+    /// `command`, read at `origin`, acknowledged through `ack`.
+    pub fn new(command: Command, origin: Origin, ack: Ack) -> Self {
+        Self {
+            command,
+            origin,
+            ack,
+        }
+    }
 }
 
 /// What a [`CommandSource`] yields: a command, or a change in which partitions it owns.

@@ -9,6 +9,7 @@ use crate::Timestamp;
 
 /// Count, mean and percentiles of a latency distribution, in microseconds.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct LatencySummary {
     /// Number of samples.
     pub count: u64,
@@ -44,6 +45,7 @@ impl LatencySummary {
 /// Latency of one kind of state change: the time an order spent in `from` before moving to
 /// `to` (dwell plus queueing plus processing).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TransitionLatency {
     /// State before.
     pub from: Cow<'static, str>,
@@ -53,9 +55,25 @@ pub struct TransitionLatency {
     pub latency: LatencySummary,
 }
 
+impl TransitionLatency {
+    /// The `latency` of changes from `from` to `to`.
+    pub fn new(
+        from: impl Into<Cow<'static, str>>,
+        to: impl Into<Cow<'static, str>>,
+        latency: LatencySummary,
+    ) -> Self {
+        Self {
+            from: from.into(),
+            to: to.into(),
+            latency,
+        }
+    }
+}
+
 /// What the runner measured, cumulative since it started ([`crate::Runner::metrics`]) or over
 /// one window ([`MetricsRecord`]).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MetricsSnapshot {
     /// Seconds covered.
     pub elapsed_secs: f64,
@@ -98,6 +116,7 @@ impl MetricsSnapshot {
 
 /// One window of metrics, emitted periodically to a [`crate::MetricsSink`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct MetricsRecord {
     /// Start of the window.
     pub window_start: Timestamp,
@@ -105,4 +124,15 @@ pub struct MetricsRecord {
     pub window_end: Timestamp,
     /// What happened in the window.
     pub metrics: MetricsSnapshot,
+}
+
+impl MetricsRecord {
+    /// What happened between `window_start` and `window_end`.
+    pub fn new(window_start: Timestamp, window_end: Timestamp, metrics: MetricsSnapshot) -> Self {
+        Self {
+            window_start,
+            window_end,
+            metrics,
+        }
+    }
 }

@@ -8,6 +8,7 @@ use crate::{Error, OrderId, OrderState, StateId};
 
 /// A page request for [`OrderStore::list`]: orders in ascending id order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ListQuery {
     /// Only orders in this state.
     pub status: Option<StateId>,
@@ -24,6 +25,30 @@ impl Default for ListQuery {
             after: None,
             limit: 100,
         }
+    }
+}
+
+impl ListQuery {
+    /// The first page of at most `limit` orders, in any state.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    /// Only orders in `status`.
+    #[must_use]
+    pub fn with_status(mut self, status: Option<StateId>) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Only orders after `id` (the last id of the previous page).
+    #[must_use]
+    pub fn after(mut self, id: Option<OrderId>) -> Self {
+        self.after = id;
+        self
     }
 }
 

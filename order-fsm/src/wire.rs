@@ -16,6 +16,7 @@ use crate::{
 /// tagged enums buffer every field first); unknown fields are ignored.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Command {
     /// Create an order in the lifecycle's initial state.
     Place {
@@ -168,6 +169,7 @@ impl Command {
 /// `event` is `"place"`). Sinks key it by `(order_id, version)`, which makes re-publishing
 /// after a crash idempotent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TransitionRecord {
     /// The order.
     pub order_id: OrderId,
@@ -204,6 +206,37 @@ pub struct TransitionRecord {
 pub const PLACE_EVENT: &str = "place";
 
 impl TransitionRecord {
+    /// A record of `order_id` entering `to` at `version` by `event`, at `at`; the other fields
+    /// start empty (no previous state, placed at `at`, not terminal, no reason or actor) and
+    /// are public to set. Adapters that rebuild records from their own storage use this;
+    /// the runner builds them with [`TransitionRecord::of_transition`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        order_id: OrderId,
+        event_id: EventId,
+        version: u64,
+        event: impl Into<Cow<'static, str>>,
+        to: impl Into<Cow<'static, str>>,
+        at: Timestamp,
+        purchase: Arc<Purchase>,
+    ) -> Self {
+        Self {
+            order_id,
+            event_id,
+            version,
+            from: None,
+            to: to.into(),
+            event: event.into(),
+            at,
+            placed_at: at,
+            in_previous_state_micros: 0,
+            terminal: false,
+            reason: None,
+            actor: None,
+            purchase,
+        }
+    }
+
     /// The record of `order`'s placement.
     pub fn placed(lifecycle: &Lifecycle, order: &OrderState) -> Self {
         Self {
@@ -287,6 +320,7 @@ impl TransitionRecord {
 /// Where a message came from in its source (Kafka partition and offset; in-memory sources
 /// use partition 0 and the message's index).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Origin {
     /// Partition.
     pub partition: i32,
@@ -294,8 +328,16 @@ pub struct Origin {
     pub offset: i64,
 }
 
+impl Origin {
+    /// Offset `offset` of partition `partition`.
+    pub const fn new(partition: i32, offset: i64) -> Self {
+        Self { partition, offset }
+    }
+}
+
 /// A command that can never be applied, with the reason, for a dead-letter destination.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct DeadLetter {
     /// The command as decoded.
     pub command: Command,
@@ -303,6 +345,17 @@ pub struct DeadLetter {
     pub reason: String,
     /// Where it came from.
     pub origin: Origin,
+}
+
+impl DeadLetter {
+    /// `command`, read at `origin`, refused for `reason`.
+    pub fn new(command: Command, reason: impl Into<String>, origin: Origin) -> Self {
+        Self {
+            command,
+            reason: reason.into(),
+            origin,
+        }
+    }
 }
 
 /// Rebuilding order states from published records: read models in other processes and

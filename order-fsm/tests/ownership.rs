@@ -26,11 +26,11 @@ impl CommandSource for Scripted {
 }
 
 fn command(partition: i32, offset: i64, command: Command) -> SourceEvent {
-    SourceEvent::Command(Envelope {
+    SourceEvent::Command(Envelope::new(
         command,
-        origin: Origin { partition, offset },
-        ack: Ack::none(),
-    })
+        Origin::new(partition, offset),
+        Ack::none(),
+    ))
 }
 
 fn revoke(partitions: Vec<i32>) -> (SourceEvent, oneshot::Receiver<()>) {
@@ -250,11 +250,11 @@ async fn a_failing_sink_is_retried_alone_and_the_others_get_each_record_once() {
         .sink(records.clone())
         .sink(mail.clone())
         .auto_advance(Dwell::None)
-        .retry(order_fsm::RetryPolicy {
-            max_attempts: None,
-            initial_backoff: Duration::from_millis(1),
-            max_backoff: Duration::from_millis(5),
-        })
+        .retry(
+            order_fsm::RetryPolicy::default()
+                .forever()
+                .with_backoff(Duration::from_millis(1), Duration::from_millis(5)),
+        )
         .build()
         .expect("runner");
     let (tx, rx) = mpsc::unbounded_channel();

@@ -22,13 +22,11 @@ fn to_event(engine: &Engine, (index, reason, _): (usize, bool, u64), at: u64, id
         .events()
         .nth(index)
         .expect("index < events");
-    Event {
-        id: EventId::from_u128(id),
-        kind,
-        at: Timestamp::from_micros(at),
-        expected_version: None,
-        reason: reason.then(|| "property".to_owned()),
-        actor: None,
+    let event = Event::identified(EventId::from_u128(id), kind, Timestamp::from_micros(at));
+    if reason {
+        event.with_reason("property")
+    } else {
+        event
     }
 }
 

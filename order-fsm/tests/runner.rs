@@ -36,11 +36,9 @@ fn down() -> Error {
 }
 
 fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: None,
-        initial_backoff: Duration::from_millis(1),
-        max_backoff: Duration::from_millis(5),
-    }
+    RetryPolicy::default()
+        .forever()
+        .with_backoff(Duration::from_millis(1), Duration::from_millis(5))
 }
 
 fn queue_of(n: usize) -> MemoryQueue {

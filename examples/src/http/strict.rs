@@ -168,11 +168,9 @@ pub(crate) fn place_request(mut value: Value) -> Result<PlaceRequest, ApiError> 
     // Read as a `Purchase` itself (not flattened into a keyed struct), so the path of a
     // wrong-typed field is known.
     let purchase: Purchase = read(value, "a purchase")?;
-    Ok(PlaceRequest {
-        purchase,
-        idempotency_key,
-        actor: None,
-    })
+    let mut request = PlaceRequest::new(purchase);
+    request.idempotency_key = idempotency_key;
+    Ok(request)
 }
 
 /// Reads `T` out of a checked value, naming the field of the first problem.

@@ -35,11 +35,9 @@ pub fn builder(url: &str, test: &str) -> ElasticBuilder {
 
 /// `attempts` attempts, 10 ms doubling to 100 ms.
 pub fn quick_retry(attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: Some(attempts),
-        initial_backoff: Duration::from_millis(10),
-        max_backoff: Duration::from_millis(100),
-    }
+    RetryPolicy::default()
+        .with_max_attempts(attempts)
+        .with_backoff(Duration::from_millis(10), Duration::from_millis(100))
 }
 
 /// One plain HTTP/1.0 request to the server, beside the crate's client: status and body.

@@ -239,11 +239,11 @@ impl Poller {
                     Some(reason) => ("key_mismatch", reason),
                     None => {
                         let tracker = Arc::clone(&self.tracker);
-                        let envelope = Envelope {
+                        let envelope = Envelope::new(
                             command,
-                            origin: Origin { partition, offset },
-                            ack: Ack::new(move || tracker.done(&ticket)),
-                        };
+                            Origin::new(partition, offset),
+                            Ack::new(move || tracker.done(&ticket)),
+                        );
                         return Some(Ok(Delivered::Message(envelope, ticket)));
                     }
                 },

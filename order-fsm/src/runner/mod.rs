@@ -34,6 +34,7 @@ pub enum StopReason {
 
 /// What a run did.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct RunReport {
     /// Why the run ended.
     pub stopped_by: StopReason,
