@@ -111,28 +111,28 @@ async fn run(args: &Args, wiring: Wiring, pause: bool) -> Result<Outcome, BoxErr
         Arc::clone(&lifecycle),
     )?;
     let mut runner = Runner::builder(Arc::clone(&lifecycle))
-        .state_log(Arc::new(KafkaStateLog::new(
+        .with_state_log(Arc::new(KafkaStateLog::new(
             &kafka,
             Arc::clone(&lifecycle),
         )?))
-        .sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
-        .workers(args.workers)
-        .auto_advance(Dwell::None);
+        .with_sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
+        .with_workers(args.workers)
+        .with_auto_advance(Dwell::None);
     let mut followers = Followers::default();
     match wiring {
         Wiring::LogOnly => {}
         Wiring::InAckPath => {
             runner = runner
-                .sink(Arc::new(elastic) as Arc<dyn TransitionSink>)
-                .sink(Arc::new(mail));
+                .with_sink(Arc::new(elastic) as Arc<dyn TransitionSink>)
+                .with_sink(Arc::new(mail));
         }
         Wiring::Followers => {
             let es = KafkaFollower::builder(&kafka, "elasticsearch")
-                .batch_size(ELASTIC_BATCH)
+                .with_batch_size(ELASTIC_BATCH)
                 .build()?;
             followers.spawn(es, Arc::new(elastic));
             let smtp = KafkaFollower::builder(&kafka, "mail")
-                .batch_size(MAIL_BATCH)
+                .with_batch_size(MAIL_BATCH)
                 .build()?;
             followers.spawn(smtp, Arc::new(mail));
         }

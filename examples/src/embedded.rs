@@ -142,18 +142,18 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
 
     let store = Arc::new(MemoryStore::new());
     let mut runner = Runner::builder(Arc::clone(&lifecycle))
-        .store(store)
-        .state_log(Arc::new(KafkaStateLog::new(
+        .with_store(store)
+        .with_state_log(Arc::new(KafkaStateLog::new(
             &kafka,
             Arc::clone(&lifecycle),
         )?))
-        .retention(config.retention)
+        .with_retention(config.retention)
         // The acknowledgement path holds the state log and the transitions topic only; the
         // read model and the mail follow the topic at their own pace.
-        .sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
-        .dead_letters(Arc::new(KafkaDeadLetterSink::new(&kafka)?))
-        .workers(config.workers)
-        .auto_advance(config.dwell);
+        .with_sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
+        .with_dead_letters(Arc::new(KafkaDeadLetterSink::new(&kafka)?))
+        .with_workers(config.workers)
+        .with_auto_advance(config.dwell);
     let read_model = Arc::new(MemoryStore::new());
     let hub = WatchHub::default();
     let mut followers = Followers::default();
@@ -179,7 +179,7 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
             Arc::clone(&lifecycle),
         )?;
         let follower = KafkaFollower::builder(&kafka, "mail")
-            .batch_size(MAIL_BATCH)
+            .with_batch_size(MAIL_BATCH)
             .build()?;
         followers.spawn(follower, Arc::new(mail));
     }
@@ -193,13 +193,13 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
                 followers.progress("read-model").cloned(),
             );
             let windows = Arc::clone(&report.windows);
-            runner = runner.metrics_sink(Arc::new(report), soak::WINDOW);
+            runner = runner.with_metrics_sink(Arc::new(report), soak::WINDOW);
             MinuteReport::print_header();
             windows
         }
         None => {
             let windows = Arc::new(MemorySink::new());
-            runner = runner.metrics_sink(windows.clone(), Duration::from_millis(100));
+            runner = runner.with_metrics_sink(windows.clone(), Duration::from_millis(100));
             windows
         }
     };

@@ -83,7 +83,7 @@ impl DestinationArgs {
                 Err(e) => return Err(e.into()),
             };
             let follower = KafkaFollower::builder(kafka, "elasticsearch")
-                .batch_size(ELASTIC_BATCH)
+                .with_batch_size(ELASTIC_BATCH)
                 .build()?;
             followers.spawn(follower, Arc::new(sink.clone()));
             elastic = Some(sink);
@@ -92,7 +92,7 @@ impl DestinationArgs {
             let mail =
                 EmailNotifier::smtp(url, &self.mail_from, self.language, Arc::clone(lifecycle))?;
             let follower = KafkaFollower::builder(kafka, "mail")
-                .batch_size(MAIL_BATCH)
+                .with_batch_size(MAIL_BATCH)
                 .build()?;
             followers.spawn(follower, Arc::new(mail));
         }
@@ -163,7 +163,7 @@ impl Followers {
         dashboard: Option<Arc<Dashboard>>,
     ) -> Result<(), KafkaError> {
         let follower = KafkaFollower::builder(kafka, "read-model")
-            .ephemeral()
+            .with_ephemeral()
             .build()?;
         let mut model =
             ReadModel::new(Arc::clone(lifecycle), store, hub).keep_finished(keep_finished);

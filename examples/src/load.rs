@@ -131,8 +131,8 @@ enum Refused {
 /// The wait of a back-pressure answer without a hint.
 const DEFAULT_THROTTLE: Duration = Duration::from_millis(250);
 
-impl From<order_fsm_grpc::Error> for Refused {
-    fn from(error: order_fsm_grpc::Error) -> Self {
+impl From<order_fsm_grpc::GrpcError> for Refused {
+    fn from(error: order_fsm_grpc::GrpcError) -> Self {
         if error.is_throttled() {
             Self::Throttled(error.retry_after().unwrap_or(DEFAULT_THROTTLE))
         } else {

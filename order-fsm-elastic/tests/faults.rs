@@ -192,9 +192,9 @@ async fn the_runner_acknowledges_nothing_during_an_outage_and_loses_nothing() {
     queue.extend((0..20).map(|_| Command::place(Purchase::example())));
     queue.close();
     let runner = Runner::builder(Lifecycle::ecommerce())
-        .sink(sink)
-        .auto_advance(Dwell::None)
-        .retry(
+        .with_sink(sink)
+        .with_auto_advance(Dwell::None)
+        .with_retry(
             RetryPolicy::default()
                 .forever()
                 .with_backoff(Duration::from_millis(10), Duration::from_millis(100)),

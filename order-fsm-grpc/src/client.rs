@@ -15,7 +15,7 @@ use crate::views::{
     accepted_from_proto, order_from_proto, placed_from_proto, transition_from_proto, EventAccepted,
     OrderPage, OrderView, PlacedOrder, TransitionView,
 };
-use crate::Error;
+use crate::GrpcError;
 
 /// Where and how the client connects.
 #[derive(Clone, Debug)]
@@ -125,19 +125,19 @@ impl ClientConfig {
     /// The `authorization` value of the API key, if any.
     fn authorization(
         &self,
-    ) -> Result<Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>, Error> {
+    ) -> Result<Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>, GrpcError> {
         let Some(ApiKey(key)) = &self.api_key else {
             return Ok(None);
         };
         let mut value: tonic::metadata::MetadataValue<tonic::metadata::Ascii> =
             format!("Bearer {key}")
                 .parse()
-                .map_err(|_| Error::Config("the API key is not printable ASCII".into()))?;
+                .map_err(|_| GrpcError::Config("the API key is not printable ASCII".into()))?;
         value.set_sensitive(true);
         Ok(Some(value))
     }
 
-    fn endpoint(&self) -> Result<Endpoint, Error> {
+    fn endpoint(&self) -> Result<Endpoint, GrpcError> {
         let endpoint = Endpoint::from_shared(self.endpoint.clone())?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true);
@@ -159,7 +159,7 @@ fn tls(
     ca: &[u8],
     domain: Option<&str>,
     identity: Option<&crate::TlsIdentity>,
-) -> Result<Endpoint, Error> {
+) -> Result<Endpoint, GrpcError> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let mut config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
     if let Some(domain) = domain {
@@ -177,8 +177,10 @@ fn tls(
     _: &[u8],
     _: Option<&str>,
     _: Option<&crate::TlsIdentity>,
-) -> Result<Endpoint, Error> {
-    Err(Error::Config("TLS needs the crate's `tls` feature".into()))
+) -> Result<Endpoint, GrpcError> {
+    Err(GrpcError::Config(
+        "TLS needs the crate's `tls` feature".into(),
+    ))
 }
 
 /// Options of an event call.
@@ -210,8 +212,8 @@ impl OrderClient {
     /// Connects now.
     ///
     /// # Errors
-    /// [`Error::Transport`] when the endpoint is invalid or unreachable.
-    pub async fn connect(config: ClientConfig) -> Result<Self, Error> {
+    /// [`GrpcError::Transport`] when the endpoint is invalid or unreachable.
+    pub async fn connect(config: ClientConfig) -> Result<Self, GrpcError> {
         let endpoint = config.endpoint()?;
         let authorization = config.authorization()?;
         let channel = endpoint.connect().await?;
@@ -222,8 +224,8 @@ impl OrderClient {
     /// is unreachable fail with `UNAVAILABLE` and are retried by the policy.
     ///
     /// # Errors
-    /// [`Error::Transport`] when the endpoint is invalid.
-    pub fn connect_lazy(config: ClientConfig) -> Result<Self, Error> {
+    /// [`GrpcError::Transport`] when the endpoint is invalid.
+    pub fn connect_lazy(config: ClientConfig) -> Result<Self, GrpcError> {
         let channel = config.endpoint()?.connect_lazy();
         let authorization = config.authorization()?;
         Ok(Self::from_channel(channel, &config, authorization))
@@ -263,7 +265,7 @@ impl OrderClient {
 
     /// Runs `call` until it succeeds, fails with something other than `UNAVAILABLE`, or the
     /// retry policy gives up.
-    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, Error>
+    async fn retrying<T, F, Fut>(&self, mut call: F) -> Result<T, GrpcError>
     where
         F: FnMut(OrderServiceClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -286,13 +288,13 @@ impl OrderClient {
     /// without, the client makes a key up so its own retries stay idempotent.
     ///
     /// # Errors
-    /// [`Error::Rpc`] with `INVALID_ARGUMENT` naming the field, `UNAVAILABLE` after the
+    /// [`GrpcError::Rpc`] with `INVALID_ARGUMENT` naming the field, `UNAVAILABLE` after the
     /// retries, ...
     pub async fn place_order(
         &self,
         purchase: &Purchase,
         idempotency_key: Option<&str>,
-    ) -> Result<PlacedOrder, Error> {
+    ) -> Result<PlacedOrder, GrpcError> {
         let message = proto::PlaceOrderRequest {
             purchase: Some(proto::Purchase::from(purchase)),
             idempotency_key: Some(idempotency_key.map_or_else(fresh_key, str::to_owned)),
@@ -314,7 +316,10 @@ impl OrderClient {
     /// # Errors
     /// As [`OrderClient::place_order`], plus `INVALID_ARGUMENT` naming `orders` when
     /// `purchases` is empty or longer than 1,000.
-    pub async fn place_orders(&self, purchases: &[Purchase]) -> Result<Vec<PlacedOrder>, Error> {
+    pub async fn place_orders(
+        &self,
+        purchases: &[Purchase],
+    ) -> Result<Vec<PlacedOrder>, GrpcError> {
         let message = proto::PlaceOrdersRequest {
             orders: purchases
                 .iter()
@@ -336,8 +341,8 @@ impl OrderClient {
     /// Reads one order.
     ///
     /// # Errors
-    /// [`Error::Rpc`] with `NOT_FOUND` for an unknown order (or one not processed yet).
-    pub async fn get_order(&self, order_id: OrderId) -> Result<OrderView, Error> {
+    /// [`GrpcError::Rpc`] with `NOT_FOUND` for an unknown order (or one not processed yet).
+    pub async fn get_order(&self, order_id: OrderId) -> Result<OrderView, GrpcError> {
         let message = proto::GetOrderRequest {
             order_id: order_id.to_string(),
         };
@@ -353,13 +358,13 @@ impl OrderClient {
     /// One page of orders, optionally only those in `status`.
     ///
     /// # Errors
-    /// [`Error::Rpc`] with `INVALID_ARGUMENT` for an unknown status or a bad token.
+    /// [`GrpcError::Rpc`] with `INVALID_ARGUMENT` for an unknown status or a bad token.
     pub async fn list_orders(
         &self,
         status: Option<&str>,
         page_size: u32,
         page_token: Option<&str>,
-    ) -> Result<OrderPage, Error> {
+    ) -> Result<OrderPage, GrpcError> {
         let message = proto::ListOrdersRequest {
             status: status.unwrap_or_default().to_owned(),
             page_size,
@@ -384,14 +389,14 @@ impl OrderClient {
     /// Submits `event` for an order after the server checked it is allowed now.
     ///
     /// # Errors
-    /// [`Error::Rpc`]: `INVALID_ARGUMENT` (unknown event, missing reason), `NOT_FOUND`,
+    /// [`GrpcError::Rpc`]: `INVALID_ARGUMENT` (unknown event, missing reason), `NOT_FOUND`,
     /// `FAILED_PRECONDITION` (not allowed in the current state), `ABORTED` (stale version).
     pub async fn apply_event(
         &self,
         order_id: OrderId,
         event: &str,
         options: EventOptions,
-    ) -> Result<EventAccepted, Error> {
+    ) -> Result<EventAccepted, GrpcError> {
         let message = proto::ApplyEventRequest {
             order_id: order_id.to_string(),
             event: event.to_owned(),
@@ -416,7 +421,7 @@ impl OrderClient {
         &self,
         order_id: OrderId,
         options: EventOptions,
-    ) -> Result<EventAccepted, Error> {
+    ) -> Result<EventAccepted, GrpcError> {
         let message = proto::CancelOrderRequest {
             order_id: order_id.to_string(),
             expected_version: options.expected_version,
@@ -436,12 +441,13 @@ impl OrderClient {
     /// state. The client's per-call deadline does not apply to the stream.
     ///
     /// # Errors
-    /// [`Error::Rpc`] with `NOT_FOUND` for an unknown order; items fail with `UNAVAILABLE`
+    /// [`GrpcError::Rpc`] with `NOT_FOUND` for an unknown order; items fail with `UNAVAILABLE`
     /// when the server shuts down.
     pub async fn watch_order(
         &self,
         order_id: OrderId,
-    ) -> Result<impl Stream<Item = Result<TransitionView, Error>> + Send + 'static, Error> {
+    ) -> Result<impl Stream<Item = Result<TransitionView, GrpcError>> + Send + 'static, GrpcError>
+    {
         let message = proto::WatchOrderRequest {
             order_id: order_id.to_string(),
         };

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::Error;
+use crate::GrpcError;
 
 /// A PEM certificate chain and private key, for serving TLS.
 #[derive(Clone)]
@@ -40,8 +40,8 @@ impl TlsIdentity {
     /// Reads the certificate chain and key from PEM files.
     ///
     /// # Errors
-    /// [`Error::Io`] when a file cannot be read.
-    pub fn from_files(cert: &str, key: &str) -> Result<Self, Error> {
+    /// [`GrpcError::Io`] when a file cannot be read.
+    pub fn from_files(cert: &str, key: &str) -> Result<Self, GrpcError> {
         Ok(Self::from_pem(std::fs::read(cert)?, std::fs::read(key)?))
     }
 
@@ -134,10 +134,11 @@ impl ServerConfig {
     /// (PEM file paths).
     ///
     /// # Errors
-    /// [`Error::Config`] for an unparsable value, [`Error::Io`] for unreadable TLS files.
-    pub fn from_env() -> Result<Self, Error> {
+    /// [`GrpcError::Config`] for an unparsable value, [`GrpcError::Io`] for unreadable TLS files.
+    pub fn from_env() -> Result<Self, GrpcError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let bad = |name: &str, value: &str| Error::Config(format!("{name}={value:?} is invalid"));
+        let bad =
+            |name: &str, value: &str| GrpcError::Config(format!("{name}={value:?} is invalid"));
         let mut config = Self::default();
         if let Some(v) = var("ORDER_FSM_GRPC_ADDR") {
             config.addr = v.parse().map_err(|_| bad("ORDER_FSM_GRPC_ADDR", &v))?;
@@ -165,7 +166,7 @@ impl ServerConfig {
             (Some(cert), Some(key)) => config.tls = Some(TlsIdentity::from_files(&cert, &key)?),
             (None, None) => {}
             _ => {
-                return Err(Error::Config(
+                return Err(GrpcError::Config(
                     "set both ORDER_FSM_GRPC_TLS_CERT and ORDER_FSM_GRPC_TLS_KEY, or neither"
                         .into(),
                 ))
@@ -273,22 +274,24 @@ impl ServerConfig {
         self
     }
 
-    pub(crate) fn check(&self) -> Result<(), Error> {
+    pub(crate) fn check(&self) -> Result<(), GrpcError> {
         if self.default_page_size == 0 || self.max_page_size < self.default_page_size {
-            return Err(Error::Config(
+            return Err(GrpcError::Config(
                 "page sizes: need 0 < default_page_size <= max_page_size".into(),
             ));
         }
         if self.max_request_bytes == 0 || self.max_response_bytes == 0 {
-            return Err(Error::Config("message limits must be positive".into()));
+            return Err(GrpcError::Config("message limits must be positive".into()));
         }
         if self.max_connections == 0 || self.handshake_timeout.is_zero() {
-            return Err(Error::Config(
+            return Err(GrpcError::Config(
                 "max_connections and handshake_timeout must be positive".into(),
             ));
         }
         if self.watch_poll_interval.is_zero() {
-            return Err(Error::Config("watch_poll_interval must be positive".into()));
+            return Err(GrpcError::Config(
+                "watch_poll_interval must be positive".into(),
+            ));
         }
         Ok(())
     }

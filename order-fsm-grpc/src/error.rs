@@ -5,7 +5,7 @@ use tonic::{Code, Status};
 /// Everything that can go wrong in `order-fsm-grpc`, each variant with how to react.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum GrpcError {
     /// A configuration value is missing or invalid (address, TLS material, missing sink or
     /// store). Permanent: fix the configuration.
     #[error("invalid configuration: {0}")]
@@ -20,12 +20,12 @@ pub enum Error {
     #[error("i/o error: {0}")]
     Io(#[from] std::io::Error),
 
-    /// The server answered a call with a non-OK status. React by [`Error::code`]:
+    /// The server answered a call with a non-OK status. React by [`GrpcError::code`]:
     /// `INVALID_ARGUMENT` (fix the input; the message names the field), `NOT_FOUND`,
     /// `FAILED_PRECONDITION` (the event is not allowed now), `ABORTED` (re-read the order
     /// and decide again), `UNAVAILABLE` (retry later with the same idempotency key; the
     /// client already did, up to its retry policy), `RESOURCE_EXHAUSTED` (back-pressure:
-    /// nothing was placed; retry after [`Error::retry_after`]).
+    /// nothing was placed; retry after [`GrpcError::retry_after`]).
     #[error("{code:?}: {message}")]
     Rpc {
         /// The gRPC status code.
@@ -42,7 +42,7 @@ pub enum Error {
     Response(#[source] order_fsm::Error),
 }
 
-impl Error {
+impl GrpcError {
     /// The gRPC code of a failed call, `None` for errors that are not a call's status.
     pub fn code(&self) -> Option<Code> {
         match self {
@@ -52,7 +52,7 @@ impl Error {
     }
 
     /// Whether the server refused the call for back-pressure (`RESOURCE_EXHAUSTED`): nothing
-    /// was done; send it again after [`Error::retry_after`].
+    /// was done; send it again after [`GrpcError::retry_after`].
     pub fn is_throttled(&self) -> bool {
         self.code() == Some(Code::ResourceExhausted)
     }
@@ -71,7 +71,7 @@ impl Error {
     }
 }
 
-impl From<Status> for Error {
+impl From<Status> for GrpcError {
     fn from(status: Status) -> Self {
         let retry_after = status
             .metadata()
@@ -168,10 +168,10 @@ mod tests {
             "{}",
             s.message()
         );
-        let e = Error::from(s);
+        let e = GrpcError::from(s);
         assert_eq!(e.retry_after(), Some(std::time::Duration::from_millis(250)));
         assert!(e.is_throttled() && !e.is_retryable());
-        let e = Error::from(Status::unavailable("x"));
+        let e = GrpcError::from(Status::unavailable("x"));
         assert!(e.is_retryable());
         assert_eq!(e.code(), Some(Code::Unavailable));
     }

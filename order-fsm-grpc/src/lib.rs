@@ -30,7 +30,7 @@
 //! | deadline (`grpc-timeout` or the server's cap) passed | `DEADLINE_EXCEEDED` |
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), order_fsm_grpc::Error> {
+//! # async fn demo() -> Result<(), order_fsm_grpc::GrpcError> {
 //! use std::sync::Arc;
 //! use order_fsm::{Lifecycle, MemoryQueue, MemoryStore};
 //! use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
@@ -64,7 +64,7 @@ mod watch;
 
 pub use client::{ApiKey, ClientConfig, EventOptions, OrderClient};
 pub use config::{ServerConfig, TlsIdentity};
-pub use error::{Error, RETRY_AFTER_MS};
+pub use error::{GrpcError, RETRY_AFTER_MS};
 pub use gate::Gate;
 pub use server::OrderServiceBuilder;
 pub use service::MAX_PLACEMENTS_PER_CALL;

@@ -12,7 +12,7 @@ use tonic_reflection::server::{v1, v1alpha};
 
 use crate::proto::order_service_server::OrderServiceServer;
 use crate::service::Service;
-use crate::{proto, Error, ServerConfig, WatchHub};
+use crate::{proto, GrpcError, ServerConfig, WatchHub};
 
 /// How long a keep-alive ping may go unanswered before the connection is closed.
 const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -88,9 +88,9 @@ impl OrderServiceBuilder {
     /// Binds [`ServerConfig::addr`] and serves until `shutdown` completes.
     ///
     /// # Errors
-    /// [`Error::Config`] for a missing sink or store or a bad setting, [`Error::Io`] when
-    /// the address cannot be bound, [`Error::Transport`] when serving fails.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), Error> {
+    /// [`GrpcError::Config`] for a missing sink or store or a bad setting, [`GrpcError::Io`] when
+    /// the address cannot be bound, [`GrpcError::Transport`] when serving fails.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), GrpcError> {
         let listener = TcpListener::bind(self.config.addr).await?;
         self.serve_with_listener(listener, shutdown).await
     }
@@ -104,17 +104,17 @@ impl OrderServiceBuilder {
         self,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
-    ) -> Result<(), Error> {
+    ) -> Result<(), GrpcError> {
         let config = self.config;
         config.check()?;
-        let commands = self
-            .commands
-            .ok_or_else(|| Error::Config("a command sink is required (with_commands)".into()))?;
+        let commands = self.commands.ok_or_else(|| {
+            GrpcError::Config("a command sink is required (with_commands)".into())
+        })?;
         let store = self
             .store
-            .ok_or_else(|| Error::Config("an order store is required (with_store)".into()))?;
+            .ok_or_else(|| GrpcError::Config("an order store is required (with_store)".into()))?;
         if self.lifecycle.event(&config.cancel_event).is_none() {
-            return Err(Error::Config(format!(
+            return Err(GrpcError::Config(format!(
                 "the lifecycle has no cancel event `{}`",
                 config.cancel_event
             )));
@@ -192,7 +192,7 @@ fn reflection() -> Result<
         v1::ServerReflectionServer<impl v1::ServerReflection>,
         v1alpha::ServerReflectionServer<impl v1alpha::ServerReflection>,
     ),
-    Error,
+    GrpcError,
 > {
     // Each build registers its own version's descriptors; the other's is added here.
     let files = |other_version: &'static [u8]| {
@@ -201,7 +201,7 @@ fn reflection() -> Result<
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(other_version)
     };
-    let failed = |e: tonic_reflection::server::Error| Error::Config(format!("reflection: {e}"));
+    let failed = |e: tonic_reflection::server::Error| GrpcError::Config(format!("reflection: {e}"));
     let v1 = files(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(failed)?;
@@ -212,7 +212,7 @@ fn reflection() -> Result<
 }
 
 #[cfg(feature = "tls")]
-fn with_tls(server: Server, identity: &crate::TlsIdentity) -> Result<Server, Error> {
+fn with_tls(server: Server, identity: &crate::TlsIdentity) -> Result<Server, GrpcError> {
     use tonic::transport::{Certificate, Identity, ServerTlsConfig};
     let mut tls =
         ServerTlsConfig::new().identity(Identity::from_pem(&identity.cert_pem, &identity.key_pem));
@@ -223,6 +223,8 @@ fn with_tls(server: Server, identity: &crate::TlsIdentity) -> Result<Server, Err
 }
 
 #[cfg(not(feature = "tls"))]
-fn with_tls(_: Server, _: &crate::TlsIdentity) -> Result<Server, Error> {
-    Err(Error::Config("TLS needs the crate's `tls` feature".into()))
+fn with_tls(_: Server, _: &crate::TlsIdentity) -> Result<Server, GrpcError> {
+    Err(GrpcError::Config(
+        "TLS needs the crate's `tls` feature".into(),
+    ))
 }

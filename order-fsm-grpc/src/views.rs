@@ -4,7 +4,7 @@ use order_fsm::{Error as CoreError, EventId, OrderId, Purchase, Timestamp};
 
 use crate::convert::purchase_from_proto;
 use crate::proto;
-use crate::Error;
+use crate::GrpcError;
 #[cfg(doc)]
 use crate::OrderClient;
 
@@ -101,11 +101,13 @@ pub struct EventAccepted {
     pub already_applied: bool,
 }
 
-fn response_err(e: impl Into<CoreError>) -> Error {
-    Error::Response(e.into())
+fn response_err(e: impl Into<CoreError>) -> GrpcError {
+    GrpcError::Response(e.into())
 }
 
-pub(crate) fn placed_from_proto(reply: proto::PlaceOrderResponse) -> Result<PlacedOrder, Error> {
+pub(crate) fn placed_from_proto(
+    reply: proto::PlaceOrderResponse,
+) -> Result<PlacedOrder, GrpcError> {
     Ok(PlacedOrder {
         order_id: reply.order_id.parse().map_err(response_err)?,
         event_id: reply.event_id.parse().map_err(response_err)?,
@@ -115,7 +117,7 @@ pub(crate) fn placed_from_proto(reply: proto::PlaceOrderResponse) -> Result<Plac
     })
 }
 
-pub(crate) fn transition_from_proto(t: proto::Transition) -> Result<TransitionView, Error> {
+pub(crate) fn transition_from_proto(t: proto::Transition) -> Result<TransitionView, GrpcError> {
     Ok(TransitionView {
         version: t.version,
         from: t.from_status,
@@ -130,7 +132,7 @@ pub(crate) fn transition_from_proto(t: proto::Transition) -> Result<TransitionVi
     })
 }
 
-pub(crate) fn order_from_proto(o: proto::Order) -> Result<OrderView, Error> {
+pub(crate) fn order_from_proto(o: proto::Order) -> Result<OrderView, GrpcError> {
     let purchase = o
         .purchase
         .ok_or_else(|| response_err(CoreError::invalid_field("purchase", "is missing")))?;
@@ -150,7 +152,7 @@ pub(crate) fn order_from_proto(o: proto::Order) -> Result<OrderView, Error> {
     })
 }
 
-pub(crate) fn accepted_from_proto(a: proto::EventAccepted) -> Result<EventAccepted, Error> {
+pub(crate) fn accepted_from_proto(a: proto::EventAccepted) -> Result<EventAccepted, GrpcError> {
     Ok(EventAccepted {
         order_id: a.order_id.parse().map_err(response_err)?,
         event_id: a.event_id.parse().map_err(response_err)?,

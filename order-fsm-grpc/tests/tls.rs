@@ -18,7 +18,7 @@ async fn tls_round_trip() {
     let queue = MemoryQueue::new();
     let store = Arc::new(MemoryStore::new());
     let runner = Runner::builder(Lifecycle::ecommerce())
-        .store(store.clone())
+        .with_store(store.clone())
         .build()
         .unwrap();
     let source = queue.subscribe();

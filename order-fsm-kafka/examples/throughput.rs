@@ -221,8 +221,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             // Sized for the run, as a deployment sizes its store: growing a map of a
             // million orders (rehashing, faulting in fresh pages) is a one-off cost that
             // would otherwise be a fifth of the runner's time here.
-            .store(Arc::new(MemoryStore::with_capacity(n + 1)))
-            .sink(sink.clone())
+            .with_store(Arc::new(MemoryStore::with_capacity(n + 1)))
+            .with_sink(sink.clone())
             .build()?,
     );
     let started = Instant::now();

@@ -4,7 +4,7 @@ use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode as Code};
 
 /// What can go wrong in the Kafka adapter, each variant with how a caller should react.
 ///
-/// Converts into [`order_fsm::Error`]: [`KafkaError::Transient`], [`KafkaError::Unreachable`]
+/// Converts into [`order_fsm::Error`]: [`KafkaError::Unavailable`], [`KafkaError::Unreachable`]
 /// and [`KafkaError::Canceled`] become [`order_fsm::Error::Unavailable`] (the runner
 /// retries), everything else [`order_fsm::Error::Backend`] or [`order_fsm::Error::Config`]
 /// (the runner stops).
@@ -14,11 +14,11 @@ pub enum KafkaError {
     /// The brokers are unreachable, overloaded, electing a leader or timed out. Retry with
     /// backoff; do not acknowledge anything meanwhile.
     #[error("kafka temporarily unavailable: {0}")]
-    Transient(#[source] ClientError),
+    Unavailable(#[source] ClientError),
 
     /// The cluster at `brokers` did not answer while the adapter tried to `action`: a
     /// wrong address, a cluster still starting, a network in the way. Retryable like
-    /// [`KafkaError::Transient`]: retry with backoff, and check the address (it is in the
+    /// [`KafkaError::Unavailable`]: retry with backoff, and check the address (it is in the
     /// message) if it persists.
     #[error(
         "cannot {action} on Kafka at {brokers}: no answer after {:.1} s ({source})",
@@ -62,7 +62,7 @@ impl KafkaError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Transient(_) | Self::Unreachable { .. } | Self::Canceled
+            Self::Unavailable(_) | Self::Unreachable { .. } | Self::Canceled
         )
     }
 }
@@ -125,7 +125,7 @@ impl From<ClientError> for KafkaError {
             other => other.rdkafka_error_code().is_some_and(retryable_code),
         };
         if retryable {
-            Self::Transient(error)
+            Self::Unavailable(error)
         } else {
             Self::Fatal(error)
         }

@@ -32,10 +32,10 @@
 //! let config = KafkaConfig::from_env()?;
 //! let lifecycle = Arc::new(Lifecycle::ecommerce());
 //! let runner = Runner::builder(lifecycle.clone())
-//!     .state_log(Arc::new(KafkaStateLog::new(&config, lifecycle)?))
-//!     .sink(Arc::new(KafkaTransitionSink::new(&config)?))
-//!     .dead_letters(Arc::new(KafkaDeadLetterSink::new(&config)?))
-//!     .auto_advance(Dwell::None)
+//!     .with_state_log(Arc::new(KafkaStateLog::new(&config, lifecycle)?))
+//!     .with_sink(Arc::new(KafkaTransitionSink::new(&config)?))
+//!     .with_dead_letters(Arc::new(KafkaDeadLetterSink::new(&config)?))
+//!     .with_auto_advance(Dwell::None)
 //!     .build()?;
 //! runner.run(KafkaSource::new(&config)?, async { let _ = tokio::signal::ctrl_c().await; }).await?;
 //! # Ok(()) }

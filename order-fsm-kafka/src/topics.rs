@@ -51,7 +51,7 @@ const ACTION: &str = "create topics";
 ///
 /// # Errors
 /// [`KafkaError::Unreachable`] (retryable) when the cluster does not answer in time, naming
-/// the brokers tried; [`KafkaError::Transient`] when it answers with a temporary failure;
+/// the brokers tried; [`KafkaError::Unavailable`] when it answers with a temporary failure;
 /// [`KafkaError::Fatal`] when it refuses (authorization, invalid partition count);
 /// [`KafkaError::Config`] for an invalid property.
 pub async fn provision_topics(config: &KafkaConfig, partitions: i32) -> Result<(), KafkaError> {
@@ -141,7 +141,7 @@ async fn create(
         }
     };
     outcome.map_err(|error| match KafkaError::from(error) {
-        KafkaError::Transient(source) => KafkaError::Unreachable {
+        KafkaError::Unavailable(source) => KafkaError::Unreachable {
             brokers: config.brokers().to_owned(),
             action: ACTION,
             waited: started.elapsed(),

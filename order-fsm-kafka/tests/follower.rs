@@ -51,7 +51,7 @@ struct Following {
 
 fn follow(config: &KafkaConfig, sink: Arc<dyn TransitionSink>) -> Following {
     let follower = KafkaFollower::builder(config, "test")
-        .batch_size(50)
+        .with_batch_size(50)
         .build()
         .expect("follower");
     let progress = follower.progress();

@@ -32,8 +32,8 @@ async fn python_client(broker: Broker) {
     }
     let config = broker.config("interop", 3).await;
     let runner = Runner::builder(Lifecycle::ecommerce())
-        .sink(Arc::new(KafkaTransitionSink::new(&config).expect("sink")))
-        .auto_advance(Dwell::None)
+        .with_sink(Arc::new(KafkaTransitionSink::new(&config).expect("sink")))
+        .with_auto_advance(Dwell::None)
         .build()
         .expect("runner");
     let running = Running::start(Arc::new(runner), &config);

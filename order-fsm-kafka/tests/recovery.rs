@@ -26,10 +26,10 @@ async fn run_until(
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let log = KafkaStateLog::new(config, Arc::clone(&lifecycle)).expect("state log");
     let runner = Runner::builder(lifecycle)
-        .store(store.clone())
-        .state_log(Arc::new(log))
-        .sink(Arc::new(KafkaTransitionSink::new(config).expect("sink")))
-        .dead_letters(Arc::new(KafkaDeadLetterSink::new(config).expect("dlq")))
+        .with_store(store.clone())
+        .with_state_log(Arc::new(log))
+        .with_sink(Arc::new(KafkaTransitionSink::new(config).expect("sink")))
+        .with_dead_letters(Arc::new(KafkaDeadLetterSink::new(config).expect("dlq")))
         .build()
         .expect("runner");
     let running = Running::start(Arc::new(runner), config);

@@ -16,11 +16,11 @@ async fn a_long_lived_order_does_not_pin_the_restore_point(broker: Broker) {
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let store = Arc::new(MemoryStore::new());
     let runner = Runner::builder(Arc::clone(&lifecycle))
-        .store(store.clone())
-        .state_log(Arc::new(
+        .with_store(store.clone())
+        .with_state_log(Arc::new(
             KafkaStateLog::new(&config, Arc::clone(&lifecycle)).expect("state log"),
         ))
-        .retention(Some(Duration::from_millis(100)))
+        .with_retention(Some(Duration::from_millis(100)))
         .build()
         .expect("runner");
     let running = Running::start(Arc::new(runner), &config);

@@ -192,10 +192,10 @@ async fn runner_rate(store: Arc<dyn OrderStore>, orders: usize, batch: usize) ->
     queue.extend((0..orders).map(|_| Command::place(Purchase::example())));
     queue.close();
     let runner = Runner::builder(Lifecycle::ecommerce())
-        .store(store)
-        .workers(4)
-        .max_batch(batch)
-        .auto_advance(Dwell::None)
+        .with_store(store)
+        .with_workers(4)
+        .with_max_batch(batch)
+        .with_auto_advance(Dwell::None)
         .build()
         .expect("runner");
     let started = Instant::now();

@@ -31,10 +31,10 @@ async fn a_runner_on_postgres_completes_every_order() {
     queue.close();
     let sink = Arc::new(MemorySink::new());
     let runner = Runner::builder(Arc::clone(&lifecycle))
-        .store(store.clone())
-        .sink(sink.clone())
-        .workers(4)
-        .auto_advance(Dwell::None)
+        .with_store(store.clone())
+        .with_sink(sink.clone())
+        .with_workers(4)
+        .with_auto_advance(Dwell::None)
         .build()
         .expect("runner");
     let report = runner

@@ -28,9 +28,9 @@ fn runner(c: &mut Criterion) {
                 queue.close();
                 let sink = Arc::new(MemorySink::counting());
                 let runner = Runner::builder(Lifecycle::ecommerce())
-                    .sink(sink.clone())
-                    .workers(2)
-                    .auto_advance(Dwell::None)
+                    .with_sink(sink.clone())
+                    .with_workers(2)
+                    .with_auto_advance(Dwell::None)
                     .build()
                     .unwrap();
                 let start = Instant::now();

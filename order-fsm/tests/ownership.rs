@@ -43,10 +43,10 @@ fn revoke(partitions: Vec<i32>) -> (SourceEvent, oneshot::Receiver<()>) {
 
 fn runner(log: Arc<MemoryStateLog>, store: Arc<MemoryStore>, sink: Arc<MemorySink>) -> Runner {
     Runner::builder(Lifecycle::ecommerce())
-        .store(store)
-        .state_log(log)
-        .sink(sink)
-        .auto_advance(Dwell::Fixed(Duration::from_millis(150)))
+        .with_store(store)
+        .with_state_log(log)
+        .with_sink(sink)
+        .with_auto_advance(Dwell::Fixed(Duration::from_millis(150)))
         .build()
         .expect("runner")
 }
@@ -178,10 +178,10 @@ async fn finished_orders_leave_memory_after_their_retention() {
     let log = Arc::new(MemoryStateLog::new());
     let store = Arc::new(MemoryStore::new());
     let runner = Runner::builder(Lifecycle::ecommerce())
-        .store(store.clone())
-        .state_log(log.clone())
-        .auto_advance(Dwell::None)
-        .retention(Some(Duration::from_millis(200)))
+        .with_store(store.clone())
+        .with_state_log(log.clone())
+        .with_auto_advance(Dwell::None)
+        .with_retention(Some(Duration::from_millis(200)))
         .build()
         .expect("runner");
     let (tx, rx) = mpsc::unbounded_channel();
@@ -246,11 +246,11 @@ async fn a_failing_sink_is_retried_alone_and_the_others_get_each_record_once() {
         calls: 0.into(),
     });
     let runner = Runner::builder(Lifecycle::ecommerce())
-        .state_log(log)
-        .sink(records.clone())
-        .sink(mail.clone())
-        .auto_advance(Dwell::None)
-        .retry(
+        .with_state_log(log)
+        .with_sink(records.clone())
+        .with_sink(mail.clone())
+        .with_auto_advance(Dwell::None)
+        .with_retry(
             order_fsm::RetryPolicy::default()
                 .forever()
                 .with_backoff(Duration::from_millis(1), Duration::from_millis(5)),

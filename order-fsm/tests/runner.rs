@@ -71,10 +71,10 @@ async fn a_failing_sink_means_no_acknowledgement_and_a_retry() {
     });
     let store = Arc::new(MemoryStore::new());
     let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
-        .store(store.clone())
-        .sink(Arc::new(sink))
-        .auto_advance(Dwell::None)
-        .retry(fast_retry())
+        .with_store(store.clone())
+        .with_sink(Arc::new(sink))
+        .with_auto_advance(Dwell::None)
+        .with_retry(fast_retry())
         .build()
         .unwrap();
     let report = runner
@@ -95,9 +95,9 @@ async fn a_fatal_sink_error_stops_the_run_without_acknowledging() {
         .times(1)
         .returning(|_| Err(Error::backend("test-sink", "authorization failed")));
     let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
-        .sink(Arc::new(sink))
-        .workers(1)
-        .max_batch(8)
+        .with_sink(Arc::new(sink))
+        .with_workers(1)
+        .with_max_batch(8)
         .build()
         .unwrap();
     let err = runner
@@ -141,10 +141,10 @@ async fn a_store_conflict_is_retried_from_a_fresh_read() {
     let sink = Arc::new(MemorySink::new());
     let queue = queue_of(1);
     let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
-        .store(Arc::new(store))
-        .sink(sink.clone())
-        .auto_advance(Dwell::None)
-        .retry(fast_retry())
+        .with_store(Arc::new(store))
+        .with_sink(sink.clone())
+        .with_auto_advance(Dwell::None)
+        .with_retry(fast_retry())
         .build()
         .unwrap();
     let report = runner
@@ -183,11 +183,11 @@ async fn shutdown_acknowledges_what_finished_and_nothing_else() {
     });
     let runner = Arc::new(
         Runner::builder(order_fsm::Lifecycle::ecommerce())
-            .sink(Arc::new(sink))
-            .workers(1)
-            .max_batch(1)
-            .queue_capacity(2)
-            .retry(fast_retry())
+            .with_sink(Arc::new(sink))
+            .with_workers(1)
+            .with_max_batch(1)
+            .with_queue_capacity(2)
+            .with_retry(fast_retry())
             .build()
             .unwrap(),
     );
@@ -256,8 +256,8 @@ async fn bad_commands_are_dead_lettered_and_the_stream_goes_on() {
     queue.close();
     let sink = Arc::new(MemorySink::new());
     let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
-        .sink(sink.clone())
-        .dead_letters(sink.clone())
+        .with_sink(sink.clone())
+        .with_dead_letters(sink.clone())
         .build()
         .unwrap();
     let report = runner
@@ -315,8 +315,8 @@ async fn redelivered_commands_are_duplicates_not_second_transitions() {
     queue.close();
     let sink = Arc::new(MemorySink::new());
     let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
-        .sink(sink.clone())
-        .dead_letters(sink.clone())
+        .with_sink(sink.clone())
+        .with_dead_letters(sink.clone())
         .build()
         .unwrap();
     let report = runner
@@ -345,11 +345,11 @@ async fn dwell_times_run_on_timers_not_sleeping_workers() {
     let sink = Arc::new(MemorySink::new());
     let start = tokio::time::Instant::now();
     let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
-        .sink(sink.clone())
-        .metrics_sink(sink.clone(), Duration::from_millis(500))
-        .workers(1)
-        .auto_advance(Dwell::Fixed(Duration::from_secs(1)))
-        .clock(Arc::new(TokioClock(start)))
+        .with_sink(sink.clone())
+        .with_metrics_sink(sink.clone(), Duration::from_millis(500))
+        .with_workers(1)
+        .with_auto_advance(Dwell::Fixed(Duration::from_secs(1)))
+        .with_clock(Arc::new(TokioClock(start)))
         .build()
         .unwrap();
     let report = runner
@@ -423,9 +423,9 @@ async fn a_restarted_runner_resumes_orders_waiting_for_an_advance() {
     queue.close();
     let build = |resume| {
         Runner::builder(Arc::clone(&lifecycle))
-            .store(store.clone())
-            .auto_advance(Dwell::None)
-            .resume_pending(resume)
+            .with_store(store.clone())
+            .with_auto_advance(Dwell::None)
+            .with_resume_pending(resume)
             .build()
             .unwrap()
     };
@@ -464,9 +464,9 @@ async fn records_rebuild_the_same_states_in_a_read_model() {
     let store = Arc::new(MemoryStore::new());
     let lifecycle = order_fsm::Lifecycle::ecommerce();
     Runner::builder(lifecycle.clone())
-        .store(store.clone())
-        .sink(sink.clone())
-        .auto_advance(Dwell::None)
+        .with_store(store.clone())
+        .with_sink(sink.clone())
+        .with_auto_advance(Dwell::None)
         .build()
         .unwrap()
         .run(queue.subscribe(), std::future::pending())
@@ -519,8 +519,8 @@ async fn the_actor_of_each_command_is_on_its_records_and_in_the_history() {
     let sink = Arc::new(MemorySink::new());
     let store = Arc::new(order_fsm::MemoryStore::new());
     let runner = Runner::builder(order_fsm::Lifecycle::ecommerce())
-        .store(store.clone())
-        .sink(sink.clone())
+        .with_store(store.clone())
+        .with_sink(sink.clone())
         .build()
         .unwrap();
     runner

@@ -63,15 +63,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     };
     let (followers, elastic) = args.destinations.start(&kafka, &lifecycle).await?;
     let mut runner = Runner::builder(Arc::clone(&lifecycle))
-        .state_log(state_log)
-        .retention(Some(Duration::from_secs(args.retention_secs)))
+        .with_state_log(state_log)
+        .with_retention(Some(Duration::from_secs(args.retention_secs)))
         // The acknowledgement path: the state log and the transitions topic, nothing else.
-        .sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
-        .dead_letters(Arc::new(KafkaDeadLetterSink::new(&kafka)?))
-        .workers(args.workers)
-        .auto_advance(args.dwell.dwell());
+        .with_sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
+        .with_dead_letters(Arc::new(KafkaDeadLetterSink::new(&kafka)?))
+        .with_workers(args.workers)
+        .with_auto_advance(args.dwell.dwell());
     if let Some(elastic) = elastic {
-        runner = runner.metrics_sink(Arc::new(elastic), Duration::from_secs(1));
+        runner = runner.with_metrics_sink(Arc::new(elastic), Duration::from_secs(1));
     }
     let runner = runner.build()?;
     eprintln!(

@@ -44,8 +44,8 @@ impl BothApis {
         let queue = MemoryQueue::new();
         let store = Arc::new(MemoryStore::new());
         let runner = Runner::builder(Arc::clone(&lifecycle))
-            .store(store.clone())
-            .sink(Arc::new(MemorySink::new()))
+            .with_store(store.clone())
+            .with_sink(Arc::new(MemorySink::new()))
             .build()
             .unwrap();
         let source = queue.subscribe();
@@ -100,9 +100,9 @@ fn id_of(body: &Value) -> OrderId {
 }
 
 /// The message of a failed gRPC call.
-fn grpc_message(error: order_fsm_grpc::Error) -> String {
+fn grpc_message(error: order_fsm_grpc::GrpcError) -> String {
     match error {
-        order_fsm_grpc::Error::Rpc { message, .. } => message,
+        order_fsm_grpc::GrpcError::Rpc { message, .. } => message,
         other => panic!("not a status: {other}"),
     }
 }

@@ -12,7 +12,7 @@ use order_fsm::{
     MemoryStore, OrderId, OrderStore, Runner,
 };
 use order_fsm_grpc::{
-    ClientConfig, Error, OrderClient, OrderServiceBuilder, OrderView, ServerConfig, WatchHub,
+    ClientConfig, GrpcError, OrderClient, OrderServiceBuilder, OrderView, ServerConfig, WatchHub,
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -55,7 +55,7 @@ pub struct Harness {
     pub sink: Arc<MemorySink>,
     pub hub: WatchHub,
     stop_server: Option<oneshot::Sender<()>>,
-    pub server: Option<JoinHandle<Result<(), Error>>>,
+    pub server: Option<JoinHandle<Result<(), GrpcError>>>,
     stop_runner: Option<oneshot::Sender<()>>,
     runner: Option<JoinHandle<()>>,
 }
@@ -69,11 +69,11 @@ impl Harness {
         let hub = WatchHub::default();
 
         let mut builder = Runner::builder(Arc::clone(&lifecycle))
-            .store(store.clone())
-            .sink(sink.clone())
-            .sink(Arc::new(hub.clone()));
+            .with_store(store.clone())
+            .with_sink(sink.clone())
+            .with_sink(Arc::new(hub.clone()));
         if let Some(dwell) = options.auto_advance {
-            builder = builder.auto_advance(dwell);
+            builder = builder.with_auto_advance(dwell);
         }
         let runner = builder.build().expect("runner");
         let (stop_runner, runner_rx) = oneshot::channel::<()>();
@@ -257,7 +257,7 @@ impl OrderStore for DownStore {
 
 /// Asserts a failed call's code and that its message mentions every one of `words`.
 pub fn assert_status(
-    result: Result<impl std::fmt::Debug, Error>,
+    result: Result<impl std::fmt::Debug, GrpcError>,
     code: tonic::Code,
     words: &[&str],
 ) {

@@ -46,10 +46,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let lifecycle = Arc::new(Lifecycle::ecommerce());
     let runner = Runner::builder(Arc::clone(&lifecycle))
-        .state_log(Arc::new(KafkaStateLog::new(&config, lifecycle)?))
-        .sink(Arc::new(KafkaTransitionSink::new(&config)?))
-        .dead_letters(Arc::new(KafkaDeadLetterSink::new(&config)?))
-        .auto_advance(dwell)
+        .with_state_log(Arc::new(KafkaStateLog::new(&config, lifecycle)?))
+        .with_sink(Arc::new(KafkaTransitionSink::new(&config)?))
+        .with_dead_letters(Arc::new(KafkaDeadLetterSink::new(&config)?))
+        .with_auto_advance(dwell)
         .build()?;
     let source = KafkaSource::new(&config)?;
     eprintln!("running");

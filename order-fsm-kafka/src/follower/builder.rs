@@ -39,7 +39,7 @@ impl FollowerBuilder {
     /// share the topic's partitions (run several to scale one destination out); followers
     /// of different groups each see every transition.
     #[must_use]
-    pub fn group(mut self, group: impl Into<String>) -> Self {
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
         self.group = Some(group.into());
         self
     }
@@ -48,21 +48,21 @@ impl FollowerBuilder {
     /// one batch per partition is delivered again, so a destination that cannot dedupe
     /// repeats (e-mail) wants it small.
     #[must_use]
-    pub fn batch_size(mut self, records: usize) -> Self {
+    pub fn with_batch_size(mut self, records: usize) -> Self {
         self.batch_size = records.max(1);
         self
     }
 
     /// Longest wait for more records once one arrived (default 20 ms).
     #[must_use]
-    pub fn batch_wait(mut self, wait: Duration) -> Self {
+    pub fn with_batch_wait(mut self, wait: Duration) -> Self {
         self.batch_wait = wait;
         self
     }
 
     /// Where to start without committed offsets (default [`StartFrom::Earliest`]).
     #[must_use]
-    pub fn start_from(mut self, start: StartFrom) -> Self {
+    pub fn with_start_from(mut self, start: StartFrom) -> Self {
         self.start = start;
         self
     }
@@ -70,7 +70,7 @@ impl FollowerBuilder {
     /// Commits no offsets and reads the whole topic at every start, in a group of its own:
     /// for an in-memory read model that is rebuilt each time its process starts.
     #[must_use]
-    pub fn ephemeral(mut self) -> Self {
+    pub fn with_ephemeral(mut self) -> Self {
         self.commits = false;
         self.start = StartFrom::Earliest;
         self.group = Some(format!(
@@ -85,7 +85,7 @@ impl FollowerBuilder {
     /// Lag (records not yet delivered) above which the follower logs a warning every 10 s
     /// (default 10,000).
     #[must_use]
-    pub fn lag_warning(mut self, records: u64) -> Self {
+    pub fn with_lag_warning(mut self, records: u64) -> Self {
         self.lag_warning = records;
         self
     }

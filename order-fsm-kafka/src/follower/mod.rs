@@ -50,7 +50,7 @@ use crate::{KafkaDeadLetterSink, KafkaError};
 /// use order_fsm_kafka::{KafkaConfig, KafkaFollower};
 ///
 /// let config = KafkaConfig::from_env()?;
-/// let follower = KafkaFollower::builder(&config, "audit").batch_size(100).build()?;
+/// let follower = KafkaFollower::builder(&config, "audit").with_batch_size(100).build()?;
 /// let progress = follower.progress();
 /// let sink = Arc::new(MemorySink::new());
 /// let report = follower

@@ -284,12 +284,12 @@ impl Running {
         store: Option<std::sync::Arc<MemoryStore>>,
     ) -> Self {
         let mut runner = order_fsm::Runner::builder(order_fsm::Lifecycle::ecommerce())
-            .dead_letters(std::sync::Arc::new(
+            .with_dead_letters(std::sync::Arc::new(
                 order_fsm_kafka::KafkaDeadLetterSink::new(config).expect("dlq sink"),
             ))
-            .auto_advance(order_fsm::Dwell::None);
+            .with_auto_advance(order_fsm::Dwell::None);
         if let Some(store) = store {
-            runner = runner.store(store);
+            runner = runner.with_store(store);
         }
         Self::start(std::sync::Arc::new(runner.build().expect("runner")), config)
     }

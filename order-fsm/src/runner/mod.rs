@@ -97,7 +97,7 @@ impl RunnerBuilder {
     /// none). With a state log the store only caches the orders of owned partitions: they
     /// are evicted when the partition is revoked. This is what lets orders survive
     /// rebalances, crashes and scale-out.
-    pub fn state_log(mut self, log: Arc<dyn StateLog>) -> Self {
+    pub fn with_state_log(mut self, log: Arc<dyn StateLog>) -> Self {
         self.state_log = Some(log);
         self
     }
@@ -106,13 +106,13 @@ impl RunnerBuilder {
     /// a terminal state, so that redelivered commands are still recognised (default
     /// [`DEFAULT_RETENTION`]); `None` keeps them forever. Afterwards a command for the order
     /// is rejected as about an unknown order.
-    pub fn retention(mut self, retention: Option<Duration>) -> Self {
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
         self.retention = retention;
         self
     }
 
     /// The store of order states (default: a new [`MemoryStore`]).
-    pub fn store(mut self, store: Arc<dyn OrderStore>) -> Self {
+    pub fn with_store(mut self, store: Arc<dyn OrderStore>) -> Self {
         self.store = store;
         self
     }
@@ -124,58 +124,58 @@ impl RunnerBuilder {
     /// transitions topic) and let every other destination (an index, a mailer, a read
     /// model) follow that log at its own pace (`order_fsm_kafka::KafkaFollower`; see
     /// `docs/adr/0005-one-log-many-followers.md`).
-    pub fn sink(mut self, sink: Arc<dyn TransitionSink>) -> Self {
+    pub fn with_sink(mut self, sink: Arc<dyn TransitionSink>) -> Self {
         self.sinks.push(sink);
         self
     }
 
     /// Where rejected commands go (default: a `warn` log line per letter).
-    pub fn dead_letters(mut self, sink: Arc<dyn DeadLetterSink>) -> Self {
+    pub fn with_dead_letters(mut self, sink: Arc<dyn DeadLetterSink>) -> Self {
         self.dead_letters = sink;
         self
     }
 
     /// Emits a [`MetricsRecord`] to `sink` every `interval`, and a last one at the end.
-    pub fn metrics_sink(mut self, sink: Arc<dyn MetricsSink>, interval: Duration) -> Self {
+    pub fn with_metrics_sink(mut self, sink: Arc<dyn MetricsSink>, interval: Duration) -> Self {
         self.metrics_sink = Some((sink, interval));
         self
     }
 
     /// Number of workers; orders are sharded across them by id (default 2).
-    pub fn workers(mut self, workers: usize) -> Self {
+    pub fn with_workers(mut self, workers: usize) -> Self {
         self.workers = workers;
         self
     }
 
     /// Capacity of each worker's queue; a full queue stops the runner from pulling
     /// (default 1024).
-    pub fn queue_capacity(mut self, capacity: usize) -> Self {
+    pub fn with_queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity;
         self
     }
 
     /// Most commands a worker handles in one store/sink round trip (default 256).
-    pub fn max_batch(mut self, max_batch: usize) -> Self {
+    pub fn with_max_batch(mut self, max_batch: usize) -> Self {
         self.max_batch = max_batch;
         self
     }
 
     /// Advances every order along its lifecycle's automatic path, holding each state for
     /// the dwell time (default: off, only commands move orders).
-    pub fn auto_advance(mut self, dwell: Dwell) -> Self {
+    pub fn with_auto_advance(mut self, dwell: Dwell) -> Self {
         self.auto_advance = Some(dwell);
         self
     }
 
     /// The clock stamping events (default: the system clock).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
     }
 
     /// Retries of retryable store and sink errors (default: unbounded, 20 ms doubling to
     /// 2 s; a shutdown interrupts the wait).
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
     }
@@ -186,13 +186,13 @@ impl RunnerBuilder {
     /// after a crash uses this to pick up the orders that were waiting; their advances are
     /// taken at once, the downtime counting as dwell. Advance event ids are derived from
     /// `(order, version)`, so runners sharing a store never advance an order twice.
-    pub fn resume_pending(mut self, resume: bool) -> Self {
+    pub fn with_resume_pending(mut self, resume: bool) -> Self {
         self.resume_pending = resume;
         self
     }
 
     /// Seed of the dwell-time random draws (default 0), for repeatable runs.
-    pub fn seed(mut self, seed: u64) -> Self {
+    pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
     }
@@ -268,8 +268,8 @@ pub(crate) struct Shared {
 /// use order_fsm::{Command, Dwell, Lifecycle, MemoryQueue, MemorySink, Purchase, Runner};
 /// let sink = Arc::new(MemorySink::new());
 /// let runner = Runner::builder(Lifecycle::ecommerce())
-///     .sink(sink.clone())
-///     .auto_advance(Dwell::None)
+///     .with_sink(sink.clone())
+///     .with_auto_advance(Dwell::None)
 ///     .build()
 ///     .unwrap();
 /// let queue = MemoryQueue::new();
