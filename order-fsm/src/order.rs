@@ -66,7 +66,7 @@ impl Event {
 }
 
 /// What applying an event decided: the order moves `from → to` and its version becomes
-/// `version`. Computed by [`Engine::apply`], recorded by [`OrderState::commit`].
+/// `version`. Computed by [`Engine::apply`](crate::Engine::apply), recorded by [`OrderState::commit`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Transition {

@@ -135,7 +135,7 @@ impl RunnerBuilder {
         self
     }
 
-    /// Emits a [`MetricsRecord`] to `sink` every `interval`, and a last one at the end.
+    /// Emits a [`MetricsRecord`](crate::MetricsRecord) to `sink` every `interval`, and a last one at the end.
     pub fn with_metrics_sink(mut self, sink: Arc<dyn MetricsSink>, interval: Duration) -> Self {
         self.metrics_sink = Some((sink, interval));
         self
@@ -180,7 +180,7 @@ impl RunnerBuilder {
         self
     }
 
-    /// With auto-advance on and no [state log](Self::state_log): at start, advance every
+    /// With auto-advance on and no [state log](Self::with_state_log): at start, advance every
     /// order the store holds in a state with
     /// an automatic advance (default off). Timers live in memory, so a worker that restarts
     /// after a crash uses this to pick up the orders that were waiting; their advances are
