@@ -1,9 +1,14 @@
-//! Conformance suite for sources, sinks and stores (feature `testing`).
+//! Test helpers (feature `testing`): given/when/then [`Scenario`]s of a lifecycle, and the
+//! conformance suite for sources, sinks and stores.
 //!
 //! Each function exercises one trait's `# Contract` against a live implementation and panics
 //! with a message naming the broken rule. The core runs them against its in-memory types;
 //! adapters run them against their real servers. They use fresh random order ids, so they can
 //! run against a store or topic that already holds other data.
+
+mod scenario;
+
+pub use scenario::{Given, Scenario, Then, STEP_MICROS};
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
