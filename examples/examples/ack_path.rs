@@ -27,11 +27,11 @@ use clap::Parser;
 use order_fsm::{Command, CommandSink, Dwell, Lifecycle, Purchase, Runner, TransitionSink};
 use order_fsm_elastic::ElasticBuilder;
 use order_fsm_examples::followers::{Followers, ELASTIC_BATCH, MAIL_BATCH};
-use order_fsm_examples::notify::{EmailNotifier, Language};
 use order_fsm_kafka::{
     provision_topics, KafkaCommandSink, KafkaConfig, KafkaFollower, KafkaSource, KafkaStateLog,
     KafkaTransitionSink,
 };
+use order_fsm_mail::{MailBuilder, MailConfig};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -104,12 +104,11 @@ async fn run(args: &Args, wiring: Wiring, pause: bool) -> Result<Outcome, BoxErr
         .with_index_prefix(prefix.clone())
         .build()
         .await?;
-    let mail = EmailNotifier::smtp(
-        &args.smtp_url,
-        "orders@shop.example",
-        Language::En,
-        Arc::clone(&lifecycle),
-    )?;
+    let mail = MailBuilder::new(
+        MailConfig::smtp(args.smtp_url.clone(), "orders@shop.example").with_env_credentials()?,
+    )
+    .with_lifecycle(Arc::clone(&lifecycle))
+    .build()?;
     let mut runner = Runner::builder(Arc::clone(&lifecycle))
         .with_state_log(Arc::new(KafkaStateLog::new(
             &kafka,

@@ -10,6 +10,24 @@ use order_fsm_postgres::{PostgresBuilder, PostgresError, PostgresStore};
 
 use crate::load::{Pace, Sending};
 
+/// Resolves at the first SIGINT (Ctrl-C) or SIGTERM (what `kill`, systemd and Kubernetes
+/// send to stop a process): the programs stop gracefully on either, finishing what they
+/// acknowledged.
+pub async fn shutdown_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (nothing but errors and warnings by default).
 pub fn init_tracing() {
     // `EnvFilter::from_default_env` alone would default to errors only, hiding the
@@ -47,9 +65,35 @@ pub struct KafkaArgs {
     /// `{prefix}orders-dlq`, `{prefix}order-state`).
     #[arg(long, env = "ORDER_FSM_TOPIC_PREFIX", default_value = "")]
     pub topic_prefix: String,
+    /// The commands topic, instead of `{prefix}orders`.
+    #[arg(long, env = "ORDER_FSM_KAFKA_COMMANDS_TOPIC", value_name = "TOPIC")]
+    pub commands_topic: Option<String>,
+    /// The transitions topic, instead of `{prefix}order-transitions`.
+    #[arg(long, env = "ORDER_FSM_KAFKA_TRANSITIONS_TOPIC", value_name = "TOPIC")]
+    pub transitions_topic: Option<String>,
+    /// The dead-letter topic, instead of `{prefix}orders-dlq`.
+    #[arg(long, env = "ORDER_FSM_KAFKA_DLQ_TOPIC", value_name = "TOPIC")]
+    pub dead_letter_topic: Option<String>,
+    /// The state topic, instead of `{prefix}order-state`.
+    #[arg(long, env = "ORDER_FSM_KAFKA_STATE_TOPIC", value_name = "TOPIC")]
+    pub state_topic: Option<String>,
+    /// Re-join the group when partitions with waiting commands have been read by no member
+    /// for this long, in milliseconds (see `KafkaConfig::with_stall_timeout`).
+    #[arg(long, env = "ORDER_FSM_KAFKA_STALL_TIMEOUT_MS", value_name = "MS")]
+    pub stall_timeout_ms: Option<u64>,
     /// Partitions of each topic when this program creates them.
     #[arg(long, default_value_t = 4)]
     pub partitions: i32,
+    /// Create the topics that do not exist yet (with `--partitions`). `false`: use them as
+    /// they are (a cluster where topics are provisioned apart, or librdkafka's mock cluster,
+    /// which has no CreateTopics).
+    #[arg(
+        long,
+        env = "ORDER_FSM_KAFKA_CREATE_TOPICS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value = "true"
+    )]
+    pub create_topics: bool,
     /// Consumer group of the state-machine workers.
     #[arg(
         long,
@@ -102,14 +146,20 @@ impl KafkaArgs {
     /// The adapter configuration these flags describe.
     pub fn config(&self) -> KafkaConfig {
         let p = &self.topic_prefix;
+        let topic = |chosen: &Option<String>, default: &str| {
+            chosen.clone().unwrap_or_else(|| format!("{p}{default}"))
+        };
         let config = KafkaConfig::new(self.brokers.clone())
             .with_group(self.group.clone())
-            .with_commands_topic(format!("{p}orders"))
-            .with_transitions_topic(format!("{p}order-transitions"))
-            .with_dead_letter_topic(format!("{p}orders-dlq"))
-            .with_state_topic(format!("{p}order-state"))
+            .with_commands_topic(topic(&self.commands_topic, "orders"))
+            .with_transitions_topic(topic(&self.transitions_topic, "order-transitions"))
+            .with_dead_letter_topic(topic(&self.dead_letter_topic, "orders-dlq"))
+            .with_state_topic(topic(&self.state_topic, "order-state"))
             .with_dead_letter_redaction(self.dead_letter_redact);
         let mut config = low_latency(config);
+        if let Some(ms) = self.stall_timeout_ms {
+            config = config.with_stall_timeout(Duration::from_millis(ms));
+        }
         if let Some(hours) = self.dead_letter_retention_hours {
             config = config.with_dead_letter_retention(Duration::from_secs(hours * 3600));
         }
@@ -131,6 +181,9 @@ impl KafkaArgs {
     /// them), or at once when they refuse to create the topics.
     pub async fn provisioned_config(&self) -> Result<KafkaConfig, KafkaError> {
         let config = self.config();
+        if !self.create_topics {
+            return Ok(config);
+        }
         let deadline = Instant::now() + Duration::from_secs(self.kafka_wait_secs);
         for attempt in 1.. {
             match provision_topics(&config, self.partitions).await {
@@ -275,7 +328,7 @@ pub fn properties_from_env(vars: impl Iterator<Item = (String, String)>) -> Vec<
 }
 
 /// The intake listeners' limits against slow, idle and too many clients (see
-/// [`crate::http::HttpEdge`] and [`order_fsm_grpc::ServerConfig`]).
+/// [`order_fsm_http::HttpEdge`] and [`order_fsm_grpc::ServerConfig`]).
 #[derive(clap::Args, Debug, Clone)]
 pub struct EdgeArgs {
     /// Seconds a client has to send a request's head (HTTP), or its first bytes (gRPC);
@@ -344,13 +397,15 @@ impl EdgeArgs {
     ///
     /// # Errors
     /// Unreadable or invalid certificate or key files.
-    pub fn http(&self) -> std::io::Result<crate::http::HttpEdge> {
-        let edge = crate::http::HttpEdge::default()
+    pub fn http(&self) -> std::io::Result<order_fsm_http::HttpEdge> {
+        let edge = order_fsm_http::HttpEdge::default()
             .with_head_timeout(self.head_timeout())
             .with_request_timeout(Duration::from_secs(self.http_request_timeout_secs.max(1)))
             .with_max_connections(self.max_connections);
         match self.tls_pem()? {
-            Some((cert, key, client_ca)) => edge.with_mutual_tls(&cert, &key, client_ca.as_deref()),
+            Some((cert, key, client_ca)) => edge
+                .with_mutual_tls(&cert, &key, client_ca.as_deref())
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
             None => Ok(edge),
         }
     }

@@ -15,6 +15,7 @@ use order_fsm_kafka::{
     provision_mock_topics, KafkaCommandSink, KafkaConfig, KafkaDeadLetterSink, KafkaFollower,
     KafkaSource, KafkaStateLog, KafkaTransitionSink,
 };
+use order_fsm_mail::{Language, MailBuilder, MailConfig};
 use rdkafka::mocking::MockCluster;
 use tokio::net::TcpListener;
 
@@ -23,7 +24,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::followers::{Followers, MAIL_BATCH, READ_MODEL_FINISHED};
 use crate::load::{self, Intake, LoadResult, Sending};
-use crate::notify::{EmailNotifier, Language};
 use crate::report::Summary;
 use crate::soak::{self, MinuteReport};
 
@@ -172,12 +172,11 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
             .map(|(dashboard, _)| Arc::clone(dashboard)),
     )?;
     if let Some(outbox) = &config.outbox {
-        let mail = EmailNotifier::outbox(
-            outbox,
-            &config.mail_from,
-            config.language,
-            Arc::clone(&lifecycle),
-        )?;
+        let mail = MailBuilder::new(
+            MailConfig::outbox(outbox, config.mail_from.clone()).with_language(config.language),
+        )
+        .with_lifecycle(Arc::clone(&lifecycle))
+        .build()?;
         let follower = KafkaFollower::builder(&kafka, "mail")
             .with_batch_size(MAIL_BATCH)
             .build()?;
@@ -320,7 +319,7 @@ async fn serve_dashboard(
     let app = Arc::clone(&dashboard).router();
     let shutdown = stop.clone().cancelled_owned();
     tokio::spawn(async move {
-        if let Err(e) = crate::http::HttpEdge::default()
+        if let Err(e) = order_fsm_http::HttpEdge::default()
             .serve(listener, app, shutdown)
             .await
         {
@@ -355,10 +354,11 @@ async fn start_intake(
             });
         }
         Intake::Http => {
-            let app = crate::http::router(Arc::clone(lifecycle), commands, store)
-                .layer(crate::http::access_layer(keys));
+            let app = order_fsm_http::RouterBuilder::new(Arc::clone(lifecycle), commands, store)
+                .with_access(keys)
+                .build();
             tokio::spawn(async move {
-                if let Err(e) = crate::http::HttpEdge::default()
+                if let Err(e) = order_fsm_http::HttpEdge::default()
                     .serve(listener, app, shutdown)
                     .await
                 {

@@ -9,10 +9,10 @@ use order_fsm::{Error, Lifecycle, MemoryStore, TransitionSink};
 use order_fsm_elastic::{ElasticBuilder, ElasticSink};
 use order_fsm_grpc::WatchHub;
 use order_fsm_kafka::{FollowerProgress, FollowerReport, KafkaConfig, KafkaError, KafkaFollower};
+use order_fsm_mail::{Language, MailBuilder, MailConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::dashboard::Dashboard;
-use crate::notify::{EmailNotifier, Language};
 use crate::projection::ReadModel;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -47,8 +47,8 @@ pub struct DestinationArgs {
         default_value = "orders@shop.example"
     )]
     pub mail_from: String,
-    /// Language of the mails.
-    #[arg(long, value_enum, default_value_t = Language::En)]
+    /// Language of the mails: `en` or `es`.
+    #[arg(long, default_value_t = Language::En)]
     pub language: Language,
 }
 
@@ -89,8 +89,13 @@ impl DestinationArgs {
             elastic = Some(sink);
         }
         if let Some(url) = &self.smtp_url {
-            let mail =
-                EmailNotifier::smtp(url, &self.mail_from, self.language, Arc::clone(lifecycle))?;
+            // Credentials from ORDER_FSM_SMTP_USERNAME / _PASSWORD when set, never from flags.
+            let config = MailConfig::smtp(url.clone(), self.mail_from.clone())
+                .with_language(self.language)
+                .with_env_credentials()?;
+            let mail = MailBuilder::new(config)
+                .with_lifecycle(Arc::clone(lifecycle))
+                .build()?;
             let follower = KafkaFollower::builder(kafka, "mail")
                 .with_batch_size(MAIL_BATCH)
                 .build()?;

@@ -1,16 +1,14 @@
 #![doc = include_str!("../../README.md")]
 //!
 //! This crate holds the runnable programs of the workspace (see `src/bin`) and the helpers
-//! they share: data sets, e-mail notifications and reports.
+//! they share: data sets and reports (e-mail notifications are the `order-fsm-mail` crate).
 
 pub mod cli;
 pub mod dashboard;
 pub mod dataset;
 pub mod embedded;
 pub mod followers;
-pub mod http;
 pub mod load;
-pub mod notify;
 pub mod projection;
 pub mod report;
 pub mod soak;

@@ -154,7 +154,7 @@ async fn accepted(request: reqwest::RequestBuilder) -> Result<(), Refused> {
     if response.status() == reqwest::StatusCode::TOO_MANY_REQUESTS {
         let wait = response
             .headers()
-            .get(crate::http::RETRY_AFTER_MS)
+            .get(order_fsm_http::RETRY_AFTER_MS)
             .and_then(|v| v.to_str().ok()?.parse().ok())
             .map_or(DEFAULT_THROTTLE, Duration::from_millis);
         return Err(Refused::Throttled(wait));

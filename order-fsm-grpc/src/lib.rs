@@ -48,6 +48,11 @@
 //! # }
 //! ```
 
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod access;
 mod client;
 mod config;

@@ -41,6 +41,11 @@
 //! # Ok(()) }
 //! ```
 
+/// The README's examples, compiled as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod backlog;
 mod changelog;
 mod codec;

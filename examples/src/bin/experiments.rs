@@ -16,8 +16,8 @@ use order_fsm::simulation::LoadLevel;
 use order_fsm::{Dwell, Purchase};
 use order_fsm_examples::embedded::{self, EmbeddedConfig, EmbeddedRun};
 use order_fsm_examples::load::{Intake, Pace, Sending};
-use order_fsm_examples::notify::Language;
 use order_fsm_examples::{dataset, report};
+use order_fsm_mail::Language;
 use plotters::prelude::*;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -38,7 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     eprintln!("follower: following {}", kafka.transitions_topic());
     let failure = tokio::select! {
-        _ = tokio::signal::ctrl_c() => None,
+        _ = order_fsm_examples::cli::shutdown_signal() => None,
         error = followers.failed() => Some(error),
     };
     let reports = followers.stop().await;

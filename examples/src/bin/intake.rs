@@ -16,8 +16,8 @@ use order_fsm::{Lifecycle, MemoryStore, OrderStore};
 use order_fsm_examples::cli::{self, KafkaArgs, StoreArgs};
 use order_fsm_examples::dashboard::Dashboard;
 use order_fsm_examples::followers::{Followers, READ_MODEL_FINISHED};
-use order_fsm_examples::http;
 use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
+use order_fsm_http::RouterBuilder;
 use order_fsm_kafka::KafkaCommandSink;
 use tokio_util::sync::CancellationToken;
 
@@ -125,15 +125,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         );
     let grpc = tokio::spawn(grpc.serve(stop.clone().cancelled_owned()));
     let listener = tokio::net::TcpListener::bind(args.http_addr).await?;
-    let mut app = http::router(lifecycle, commands, store).merge(dashboard.router());
-    // Layers added later wrap the earlier ones: access control runs first, so the rate
-    // limit counts by key.
+    // The dashboard behind the same access control (`list`) and rate limit as the orders.
+    let mut app = RouterBuilder::new(lifecycle, commands, store).with_routes(dashboard.router());
     if let Some(per_second) = args.rate_limit {
-        app = app.layer(http::rate_limit_layer(per_second));
+        app = app.with_rate_limit(per_second);
     }
     if let Some(keys) = &access {
-        app = app.layer(http::access_layer(Arc::clone(keys)));
+        app = app.with_access(Arc::clone(keys));
     }
+    let app = app.build();
     let http_stop = stop.clone().cancelled_owned();
     let http = tokio::spawn(async move { edge.serve(listener, app, http_stop).await });
     eprintln!(
@@ -142,7 +142,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     );
 
     let failure = tokio::select! {
-        _ = tokio::signal::ctrl_c() => None,
+        _ = order_fsm_examples::cli::shutdown_signal() => None,
         error = followers.failed() => Some(error),
     };
     stop.cancel();

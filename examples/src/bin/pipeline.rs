@@ -15,8 +15,8 @@ use clap::Parser;
 use order_fsm::{Dwell, Purchase};
 use order_fsm_examples::embedded::{self, EmbeddedConfig};
 use order_fsm_examples::load::Intake;
-use order_fsm_examples::notify::Language;
 use order_fsm_examples::{cli, dataset, report};
+use order_fsm_mail::Language;
 
 #[derive(Parser, Debug)]
 #[command(about = "Run the order system on embedded defaults and print what happened")]
@@ -43,8 +43,8 @@ struct Args {
     /// Seed of the generated data set.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Language of the notification mails.
-    #[arg(long, value_enum, default_value_t = Language::En)]
+    /// Language of the notification mails: `en` or `es`.
+    #[arg(long, default_value_t = Language::En)]
     language: Language,
     /// Sender address of the notification mails.
     #[arg(

@@ -83,7 +83,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let report = runner
         .run(KafkaSource::new(&kafka)?, async {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = order_fsm_examples::cli::shutdown_signal() => {}
                 error = followers.failed() => failure = Some(error),
             }
         })

@@ -1,8 +1,6 @@
 //! Shared helpers of the integration tests: brokers, unique topics, reading topics back.
 #![allow(dead_code, unreachable_pub)]
 
-pub mod process;
-
 use std::collections::HashSet;
 use std::future::Future;
 use std::time::{Duration, Instant};
