@@ -29,7 +29,7 @@ if ! cargo publish --dry-run $(printf -- '-p %s ' $crates) >"$log" 2>&1; then
   cat "$log"
   exit 1
 fi
-grep -v "^warning: ignoring \(test\|example\|benchmark\) \`\|^ *\(Compiling\|Checking\|Packaging\|Packaged\|Verifying\|Archiving\|Updating\|Locking\|Adding\|Downloaded\|Downloading\|Unpacking\)" "$log" || true
+grep -v "^warning: ignoring \(test\|example\|benchmark\) \`\|^ *\(Compiling\|Checking\|Finished\|Packaging\|Packaged\|Verifying\|Archiving\|Updating\|Locking\|Adding\|Downloaded\|Downloading\|Unpacking\)" "$log" || true
 rm -f "$log"
 
 baseline=$(git tag --list 'v*' --sort=-v:refname | head -n 1)

@@ -1,6 +1,8 @@
 //! `RouterBuilder`'s options over a loopback socket: routes of one's own, access control
 //! and the rate limit around them, in the order that counts clients by key.
 
+mod common;
+
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -8,19 +10,11 @@ use axum::routing::get;
 use axum::Router;
 use order_fsm::access::{hash_key, KeyFile, KeyRing};
 use order_fsm::{Lifecycle, MemoryQueue, MemoryStore, Purchase};
-use order_fsm_http::{HttpEdge, RouterBuilder};
+use order_fsm_http::RouterBuilder;
 
 /// Serves `app` on a loopback port; its base URL.
 async fn serve(app: Router) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        HttpEdge::default()
-            .serve(listener, app, std::future::pending())
-            .await
-            .unwrap()
-    });
-    url
+    common::serve_router(app).await
 }
 
 fn builder(queue: &MemoryQueue) -> RouterBuilder {

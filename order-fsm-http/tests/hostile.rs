@@ -4,10 +4,12 @@
 //! The gateway never panics and never answers 5xx; every refusal is a JSON error of at most
 //! `MAX_MESSAGE_CHARS` characters, and only a valid purchase is accepted.
 
+mod common;
+
 use std::sync::{Arc, OnceLock};
 
 use order_fsm::{Lifecycle, MemoryQueue, MemoryStore, Purchase};
-use order_fsm_http::{HttpEdge, RouterBuilder, MAX_MESSAGE_CHARS};
+use order_fsm_http::{RouterBuilder, MAX_MESSAGE_CHARS};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -27,15 +29,7 @@ fn gateway() -> &'static (tokio::runtime::Runtime, String, reqwest::Client) {
                 Arc::new(MemoryStore::new()),
             )
             .build();
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
-            tokio::spawn(async move {
-                HttpEdge::default()
-                    .serve(listener, app, std::future::pending())
-                    .await
-                    .unwrap()
-            });
-            url
+            common::serve_router(app).await
         });
         (runtime, url, reqwest::Client::new())
     })

@@ -11,14 +11,8 @@ use order_fsm_grpc::{OrderClient, OrderServiceBuilder, ServerConfig};
 use order_fsm_http::{HttpEdge, RouterBuilder, IDEMPOTENCY_KEY};
 use serde_json::Value;
 
-/// Serves the gateway on a loopback port over `queue` and `store`.
-pub async fn serve_http(queue: &MemoryQueue, store: Arc<MemoryStore>) -> String {
-    let app = RouterBuilder::new(
-        Arc::new(Lifecycle::ecommerce()),
-        Arc::new(queue.clone()),
-        store,
-    )
-    .build();
+/// Serves `app` on a loopback port behind the default `HttpEdge`; its base URL.
+pub async fn serve_router(app: axum::Router) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move {
@@ -28,6 +22,17 @@ pub async fn serve_http(queue: &MemoryQueue, store: Arc<MemoryStore>) -> String 
             .unwrap()
     });
     url
+}
+
+/// Serves the gateway on a loopback port over `queue` and `store`.
+pub async fn serve_http(queue: &MemoryQueue, store: Arc<MemoryStore>) -> String {
+    let app = RouterBuilder::new(
+        Arc::new(Lifecycle::ecommerce()),
+        Arc::new(queue.clone()),
+        store,
+    )
+    .build();
+    serve_router(app).await
 }
 
 /// Serves the gateway on a loopback port over a queue and an empty store.
