@@ -35,6 +35,10 @@ impl WorkerProcess {
     /// Starts a worker on `config`'s topics and group, holding each state for `dwell_ms`.
     pub fn start(config: &KafkaConfig, name: &str, dwell_ms: u64) -> Self {
         let child = Process::new(env!("CARGO_BIN_EXE_worker"))
+            // Only what is set here: the test run's environment names every service (the
+            // worker would also start Elasticsearch and mail followers, or a PostgreSQL
+            // store, from ORDER_FSM_ES_URL, ORDER_FSM_SMTP_URL, ORDER_FSM_STORE_URL).
+            .env_clear()
             .env("ORDER_FSM_KAFKA_BROKERS", config.brokers())
             .env("ORDER_FSM_KAFKA_GROUP", config.group())
             .env("ORDER_FSM_KAFKA_COMMANDS_TOPIC", config.commands_topic())
