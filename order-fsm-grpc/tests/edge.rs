@@ -6,7 +6,6 @@
 mod common;
 
 use bytes::{Buf, BufMut};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Harness, Options};
@@ -208,23 +207,9 @@ async fn connections_beyond_the_limit_wait_for_a_free_one() {
     h.stop().await;
 }
 
-/// A log writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn rejections_are_logged_without_customer_data_and_rate_limited() {
-    let captured = Captured::default();
+    let captured = order_fsm::testing::CapturedLog::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -240,7 +225,7 @@ async fn rejections_are_logged_without_customer_data_and_rate_limited() {
         assert_eq!(refused.code(), Some(tonic::Code::InvalidArgument));
     }
     h.stop().await;
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("call rejected"))

@@ -128,23 +128,9 @@ async fn a_request_head_over_16_kib_is_431() {
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer:?}");
 }
 
-/// A log writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn rejections_are_logged_without_customer_data_and_rate_limited() {
-    let captured = Captured::default();
+    let captured = order_fsm::testing::CapturedLog::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
@@ -165,7 +151,7 @@ async fn rejections_are_logged_without_customer_data_and_rate_limited() {
             .unwrap();
         assert_eq!(answer.status(), 400);
     }
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.text();
     let lines: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("request rejected"))

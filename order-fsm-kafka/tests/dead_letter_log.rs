@@ -4,45 +4,23 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::{eventually, produce_commands, Broker, Running};
+use order_fsm::testing::CapturedLog;
 use order_fsm::{Command, CommandSink, DeadLetter, DeadLetterSink, OrderId, Origin, Purchase};
 use order_fsm_kafka::{KafkaCommandSink, KafkaDeadLetterSink};
-use tracing_subscriber::fmt::MakeWriter;
-
-/// Everything logged at `warn` and above in this test binary.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl MakeWriter<'_> for Captured {
-    type Writer = Self;
-
-    fn make_writer(&self) -> Self {
-        self.clone()
-    }
-}
 
 /// The log, installed as the global subscriber on first use (the letters are logged on the
 /// source's and the runner's tasks, not on the test's thread).
-fn log() -> &'static Captured {
-    static LOG: OnceLock<Captured> = OnceLock::new();
+fn log() -> &'static CapturedLog {
+    static LOG: OnceLock<CapturedLog> = OnceLock::new();
     LOG.get_or_init(|| {
-        let captured = Captured::default();
+        let captured = CapturedLog::default();
+        let writer = captured.clone();
         let subscriber = tracing_subscriber::fmt()
-            .with_writer(captured.clone())
+            .with_writer(move || writer.clone())
             .with_ansi(false)
             .with_max_level(tracing::Level::WARN)
             .finish();
@@ -53,7 +31,7 @@ fn log() -> &'static Captured {
 
 /// The captured lines that mention `needle`.
 fn lines_with(needle: &str) -> Vec<String> {
-    let text = String::from_utf8_lossy(&log().0.lock().unwrap()).into_owned();
+    let text = log().text();
     text.lines()
         .filter(|l| l.contains(needle))
         .map(str::to_owned)
@@ -131,7 +109,7 @@ async fn every_dead_letter_is_logged_without_customer_data(broker: Broker) {
         "{second}"
     );
     assert!(lines.iter().all(|l| suppressed(l) == 0));
-    let everything = String::from_utf8_lossy(&log().0.lock().unwrap()).into_owned();
+    let everything = log().text();
     for email in [&undecodable_email, &invalid_email] {
         assert!(!everything.contains(email.as_str()), "{email} logged");
     }

@@ -417,3 +417,31 @@ pub async fn store_conformance(store: &dyn OrderStore) {
         "store contract: orders in other states are not listed"
     );
 }
+
+/// A log destination that keeps everything written to it, for tests that check what was
+/// logged. Clones share one buffer; give a clone to the subscriber
+/// (`tracing_subscriber::fmt().with_writer(move || log.clone())`) and read [`CapturedLog::text`].
+#[derive(Clone, Debug, Default)]
+pub struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLog {
+    /// Everything written so far, as text (invalid UTF-8 replaced).
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
