@@ -7,7 +7,7 @@ directory, at run time), then against a running server: places an order, reads i
 with the same idempotency key, checks an INVALID_ARGUMENT naming the field, and checks the
 standard health service.
 
-Usage: grpc_interop.py --addr 127.0.0.1:50051 --proto-dir order-fsm-grpc/proto
+Usage: grpc_interop.py --addr 127.0.0.1:50051 --proto-dir order-fsm-proto/proto
 Exit status 0 on success; prints "interop ok".
 """
 

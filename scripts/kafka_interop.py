@@ -1,14 +1,19 @@
 #!/usr/bin/env python3
 """An independent Kafka client (PyPI confluent-kafka) talking to order-fsm's topics.
 
-Produces `--orders` placement commands as JSON to the commands topic (key = order id), then
-consumes the transitions topic until every one of those orders has reached `completed`
-through placement plus four transitions. Prints a JSON summary on stdout; exits 0 when every
-order completed in time, 1 otherwise.
+Produces `--orders` placement commands to the commands topic (key = order id) in
+`--format` json or proto (protobuf `order_fsm.v1.CommandRecord`, with classes generated at
+run time from `--proto-dir` by grpcio-tools; header `ofsm-format` names the format), then
+consumes the transitions topic, decoding each record by its `ofsm-format` header, until
+every one of those orders has reached `completed` through placement plus four transitions.
+Prints a JSON summary on stdout; exits 0 when every order completed in time, 1 otherwise.
 """
 import argparse
+import importlib
 import json
+import os
 import sys
+import tempfile
 import time
 import uuid
 
@@ -34,6 +39,51 @@ def placement(order_id: str) -> dict:
     }
 
 
+def load_records(proto_dir: str, out_dir: str):
+    """The generated module of records.proto (order_service.proto comes along)."""
+    from grpc_tools import protoc  # imported here so the JSON mode does not need it
+
+    include = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+    for name in ("order_service.proto", "records.proto"):
+        code = protoc.main([
+            "grpc_tools.protoc",
+            f"-I{proto_dir}",
+            f"-I{include}",
+            f"--python_out={out_dir}",
+            os.path.join(proto_dir, "order_fsm", "v1", name),
+        ])
+        if code != 0:
+            raise SystemExit(f"protoc failed with {code} on {name}")
+    sys.path.insert(0, out_dir)
+    return importlib.import_module("order_fsm.v1.records_pb2")
+
+
+def encode_placement(pb, order_id: str) -> bytes:
+    """The placement as a protobuf CommandRecord."""
+    command = placement(order_id)
+    record = pb.CommandRecord(order_id=order_id, event_id=command["event_id"])
+    for field, value in command["purchase"].items():
+        setattr(record.place.purchase, field, value)
+    return record.SerializeToString()
+
+
+def decode_transition(pb, message) -> dict:
+    """A transition record as a dict of the JSON field names, whatever its format."""
+    headers = dict(message.headers() or [])
+    if headers.get("ofsm-format", b"json") != b"proto":
+        return json.loads(message.value())
+    wire = pb.TransitionRecord()
+    wire.ParseFromString(message.value())
+    return {
+        "order_id": wire.order_id,
+        "version": wire.transition.version,
+        "event": wire.transition.event,
+        "to": wire.transition.to_status,
+        "terminal": wire.transition.terminal,
+        "customer_email": wire.purchase.customer_email,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--brokers", required=True)
@@ -41,7 +91,20 @@ def main() -> int:
     parser.add_argument("--transitions-topic", required=True)
     parser.add_argument("--orders", type=int, default=20)
     parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--format", choices=["json", "proto"], default="json")
+    parser.add_argument("--proto-dir", help="directory holding order_fsm/v1 (for proto)")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="order_fsm_kafka_interop_") as out_dir:
+        pb = None
+        if args.format == "proto" or args.proto_dir:
+            if not args.proto_dir:
+                parser.error("--format proto needs --proto-dir")
+            pb = load_records(args.proto_dir, out_dir)
+        return run(args, pb)
+
+
+def run(args, pb) -> int:
+    formats_seen = set()
 
     orders = [str(uuid.uuid4()) for _ in range(args.orders)]
     producer = Producer({
@@ -51,10 +114,15 @@ def main() -> int:
     })
     failures = []
     for order_id in orders:
+        if args.format == "proto":
+            value = encode_placement(pb, order_id)
+        else:
+            value = json.dumps(placement(order_id)).encode()
         producer.produce(
             args.commands_topic,
             key=order_id.encode(),
-            value=json.dumps(placement(order_id)).encode(),
+            value=value,
+            headers=[("ofsm-format", args.format.encode())],
             on_delivery=lambda err, _msg: err and failures.append(str(err)),
         )
     producer.flush(30)
@@ -79,7 +147,11 @@ def main() -> int:
         message = consumer.poll(0.5)
         if message is None or message.error():
             continue
-        record = json.loads(message.value())
+        formats_seen.add(dict(message.headers() or []).get("ofsm-format", b"none").decode())
+        if pb is None and dict(message.headers() or []).get("ofsm-format") == b"proto":
+            print(json.dumps({"error": "a protobuf record, and no --proto-dir to read it"}))
+            return 1
+        record = decode_transition(pb, message)
         order_id = record["order_id"]
         if order_id not in wanted:
             continue
@@ -98,6 +170,7 @@ def main() -> int:
         "completed": len(completed),
         "records": records,
         "steps": [list(s) for s in steps],
+        "transition_formats": sorted(formats_seen),
     }))
     return 0 if completed == wanted else 1
 

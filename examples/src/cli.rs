@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use order_fsm::simulation::LoadLevel;
 use order_fsm::{Dwell, Lifecycle};
-use order_fsm_kafka::{provision_topics, KafkaConfig, KafkaError};
+use order_fsm_kafka::{provision_topics, KafkaConfig, KafkaError, WireFormat};
 use order_fsm_postgres::{PostgresBuilder, PostgresError, PostgresStore};
 
 use crate::load::{Pace, Sending};
@@ -133,6 +133,16 @@ pub struct KafkaArgs {
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub dead_letter_retention_hours: Option<u64>,
+    /// The format this program writes commands and transition records in: `json` or
+    /// `proto` (protobuf, `order_fsm.v1`). Readers read both whatever this says (each
+    /// message names its format in a header): upgrade them before switching writers.
+    #[arg(
+        long,
+        env = "ORDER_FSM_KAFKA_WIRE_FORMAT",
+        value_name = "FORMAT",
+        default_value = "json"
+    )]
+    pub wire_format: WireFormat,
 }
 
 fn parse_property(pair: &str) -> Result<(String, String), String> {
@@ -155,7 +165,8 @@ impl KafkaArgs {
             .with_transitions_topic(topic(&self.transitions_topic, "order-transitions"))
             .with_dead_letter_topic(topic(&self.dead_letter_topic, "orders-dlq"))
             .with_state_topic(topic(&self.state_topic, "order-state"))
-            .with_dead_letter_redaction(self.dead_letter_redact);
+            .with_dead_letter_redaction(self.dead_letter_redact)
+            .with_wire_format(self.wire_format);
         let mut config = low_latency(config);
         if let Some(ms) = self.stall_timeout_ms {
             config = config.with_stall_timeout(Duration::from_millis(ms));

@@ -13,7 +13,7 @@ use order_fsm::{Dwell, Lifecycle, MemorySink, MemoryStore, MetricsRecord, Purcha
 use order_fsm_grpc::{OrderServiceBuilder, ServerConfig, WatchHub};
 use order_fsm_kafka::{
     provision_mock_topics, KafkaCommandSink, KafkaConfig, KafkaDeadLetterSink, KafkaFollower,
-    KafkaSource, KafkaStateLog, KafkaTransitionSink,
+    KafkaSource, KafkaStateLog, KafkaTransitionSink, WireFormat,
 };
 use order_fsm_mail::{Language, MailBuilder, MailConfig};
 use rdkafka::mocking::MockCluster;
@@ -65,6 +65,8 @@ pub struct EmbeddedConfig {
     pub backlog_limit: u64,
     /// Serve the live dashboard (`/dashboard`) here while the run lasts.
     pub dashboard_addr: Option<SocketAddr>,
+    /// The format of commands and transition records on the topics.
+    pub wire_format: WireFormat,
 }
 
 /// Commands the embedded intake lets wait per partition by default. librdkafka's mock
@@ -112,7 +114,8 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
         crate::cli::low_latency(
             KafkaConfig::new(brokers)
                 .with_group("order-fsm-embedded")
-                .with_property("compression.type", "lz4"),
+                .with_property("compression.type", "lz4")
+                .with_wire_format(config.wire_format),
         )
     };
     // Kept alive for the run.

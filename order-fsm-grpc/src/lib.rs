@@ -76,15 +76,17 @@ pub use service::MAX_PLACEMENTS_PER_CALL;
 pub use views::{EventAccepted, OrderPage, OrderView, PlacedOrder, TransitionView};
 pub use watch::WatchHub;
 
-/// The generated protobuf messages, server and client of package `order_fsm.v1` (the wire
-/// contract; `proto/order_fsm/v1/order_service.proto`), plus its encoded descriptor set.
-#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+/// The protobuf messages of package `order_fsm.v1` (the wire contract, from
+/// [`order_fsm_proto`]), the generated server and client, and the encoded descriptor set.
 pub mod proto {
-    tonic::include_proto!("order_fsm.v1");
+    pub use order_fsm_proto::v1::*;
+    pub use order_fsm_proto::FILE_DESCRIPTOR_SET;
 
-    /// The encoded `FileDescriptorSet` of the package, as served by server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        tonic::include_file_descriptor_set!("order_fsm_v1_descriptor");
+    #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+    mod generated {
+        tonic::include_proto!("order_fsm.v1");
+    }
+    pub use generated::*;
 
     /// Fully qualified name of the service (`order_fsm.v1.OrderService`).
     pub const SERVICE_NAME: &str = "order_fsm.v1.OrderService";

@@ -40,7 +40,7 @@ async fn python_client_places_and_reads_an_order() {
         .arg("--addr")
         .arg(h.addr.to_string())
         .arg("--proto-dir")
-        .arg(crate_dir.join("proto"))
+        .arg(crate_dir.join("../order-fsm-proto/proto"))
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(std::time::Duration::from_secs(120), output)

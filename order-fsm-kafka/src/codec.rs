@@ -1,13 +1,145 @@
-//! How commands are turned into message payloads and back.
+//! How commands and transition records are turned into message payloads and back, and the
+//! header that names the format of each message.
 
-use order_fsm::{Command, Error};
+use std::str::FromStr;
+
+use order_fsm::{Command, Error, TransitionRecord};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+
+/// Header naming the encoding of a command or transition record's payload: `json` or
+/// `proto` ([`WireFormat::header_value`]). Every producer of this crate sets it; a reader
+/// decodes each message by its header, so both formats can share a topic while producers
+/// switch, and a message without the header is read in the reader's configured format
+/// (what older producers and other clients write).
+pub const HEADER_FORMAT: &str = "ofsm-format";
+
+/// The encoding of commands and transition records on the wire
+/// ([`crate::KafkaConfig::with_wire_format`]).
+///
+/// Switching a deployment to [`WireFormat::Protobuf`]: upgrade every reader (workers,
+/// followers, other consumers of the transitions topic) first, since readers of this
+/// version read both formats; then switch the producers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum WireFormat {
+    /// JSON, [`Command`]'s and [`TransitionRecord`]'s serde form (the default).
+    #[default]
+    Json,
+    /// Protobuf, the messages `order_fsm.v1.CommandRecord` and `order_fsm.v1.TransitionRecord`
+    /// of `order-fsm-proto` (which reuse the gRPC service's `Purchase` and `Transition`).
+    Protobuf,
+}
+
+impl WireFormat {
+    /// The value of [`HEADER_FORMAT`] for this format: `json` or `proto`.
+    pub const fn header_value(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Protobuf => "proto",
+        }
+    }
+
+    /// The format named by a message's [`HEADER_FORMAT`] header, `None` without one.
+    ///
+    /// # Errors
+    /// [`Error::Decode`] naming a header value this version does not know.
+    pub(crate) fn named_by(message: &BorrowedMessage<'_>) -> Result<Option<Self>, Error> {
+        let named = message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == HEADER_FORMAT)
+                .and_then(|h| h.value)
+        });
+        let Some(value) = named else {
+            return Ok(None);
+        };
+        std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Some)
+            .ok_or_else(|| Error::Decode {
+                reason: format!(
+                    "unknown wire format `{}` in header `{HEADER_FORMAT}`",
+                    String::from_utf8_lossy(&value[..value.len().min(64)])
+                ),
+            })
+    }
+
+    /// Headers holding [`HEADER_FORMAT`] for this format, with room for `more`.
+    pub(crate) fn headers(self, more: usize) -> OwnedHeaders {
+        OwnedHeaders::new_with_capacity(1 + more).insert(Header {
+            key: HEADER_FORMAT,
+            value: Some(self.header_value()),
+        })
+    }
+
+    /// The payload of `record` in this format.
+    pub(crate) fn encode_transition(self, record: &TransitionRecord) -> Result<Vec<u8>, Error> {
+        match self {
+            Self::Json => serde_json::to_vec(record).map_err(|e| Error::Decode {
+                reason: e.to_string(),
+            }),
+            Self::Protobuf => Ok(order_fsm_proto::encode_transition(record)),
+        }
+    }
+
+    /// The transition record in a payload of this format.
+    pub(crate) fn decode_transition(self, payload: &[u8]) -> Result<TransitionRecord, Error> {
+        match self {
+            Self::Json => serde_json::from_slice(payload).map_err(|e| Error::Decode {
+                reason: e.to_string(),
+            }),
+            Self::Protobuf => order_fsm_proto::decode_transition(payload),
+        }
+    }
+
+    /// The built-in codec of this format, to keep.
+    pub(crate) fn shared_codec(self) -> std::sync::Arc<dyn CommandCodec> {
+        match self {
+            Self::Json => std::sync::Arc::new(JsonCodec),
+            Self::Protobuf => std::sync::Arc::new(ProtoCodec),
+        }
+    }
+
+    /// The built-in codec of this format.
+    pub(crate) fn codec(self) -> &'static dyn CommandCodec {
+        match self {
+            Self::Json => &JsonCodec,
+            Self::Protobuf => &ProtoCodec,
+        }
+    }
+}
+
+impl FromStr for WireFormat {
+    type Err = Error;
+
+    /// `json`, or `proto` / `protobuf`, in any case.
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "proto" | "protobuf" => Ok(Self::Protobuf),
+            _ => Err(Error::invalid_field(
+                "wire_format",
+                format!("{s:?} is neither `json` nor `proto`"),
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for WireFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.header_value())
+    }
+}
 
 /// Encodes and decodes commands as message payloads.
 ///
 /// # Contract
 /// `decode(encode(c)) == c` for every command. `decode` fails with [`Error::Decode`] on
 /// input it cannot read; the source then sends the message to the dead-letter topic. Both
-/// run on the source's polling thread and must not block.
+/// run on the source's polling thread and must not block. [`CommandCodec::format`] names
+/// the format in each message's [`HEADER_FORMAT`] header; a message whose header names
+/// another built-in format is decoded by that format's codec instead.
 pub trait CommandCodec: Send + Sync + 'static {
     /// The payload of `command`.
     ///
@@ -20,6 +152,12 @@ pub trait CommandCodec: Send + Sync + 'static {
     /// # Errors
     /// [`Error::Decode`] with a reason for the dead-letter header.
     fn decode(&self, payload: &[u8]) -> Result<Command, Error>;
+
+    /// The built-in format this codec writes, named in the [`HEADER_FORMAT`] header; `None`
+    /// (the default) for a format of its own: messages then carry no format header.
+    fn format(&self) -> Option<WireFormat> {
+        None
+    }
 }
 
 /// JSON, the format of [`Command`]'s serde representation (`{"type":"place",...}`).
@@ -38,6 +176,53 @@ impl CommandCodec for JsonCodec {
             reason: e.to_string(),
         })
     }
+
+    fn format(&self) -> Option<WireFormat> {
+        Some(WireFormat::Json)
+    }
+}
+
+/// Protobuf, the message `order_fsm.v1.CommandRecord` of `order-fsm-proto`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProtoCodec;
+
+impl CommandCodec for ProtoCodec {
+    fn encode(&self, command: &Command) -> Result<Vec<u8>, Error> {
+        order_fsm_proto::encode_command(command)
+    }
+
+    fn decode(&self, payload: &[u8]) -> Result<Command, Error> {
+        order_fsm_proto::decode_command(payload)
+    }
+
+    fn format(&self) -> Option<WireFormat> {
+        Some(WireFormat::Protobuf)
+    }
+}
+
+/// The command in `message`: by `codec`, unless the message's [`HEADER_FORMAT`] header
+/// names another built-in format.
+pub(crate) fn decode_command(
+    codec: &dyn CommandCodec,
+    message: &BorrowedMessage<'_>,
+    payload: &[u8],
+) -> Result<Command, Error> {
+    match WireFormat::named_by(message)? {
+        Some(named) if codec.format() != Some(named) => named.codec().decode(payload),
+        _ => codec.decode(payload),
+    }
+}
+
+/// The transition record in `message`, in the format its header names (`default` without
+/// one).
+pub(crate) fn decode_transition(
+    message: &BorrowedMessage<'_>,
+    default: WireFormat,
+    payload: &[u8],
+) -> Result<TransitionRecord, Error> {
+    WireFormat::named_by(message)?
+        .unwrap_or(default)
+        .decode_transition(payload)
 }
 
 #[cfg(test)]
@@ -46,14 +231,58 @@ mod tests {
     use order_fsm::Purchase;
 
     #[test]
-    fn json_round_trip_and_rejection() {
+    fn both_codecs_round_trip_and_reject_the_other_format() {
         let command = Command::place(Purchase::example());
-        let bytes = JsonCodec.encode(&command).unwrap();
-        assert_eq!(JsonCodec.decode(&bytes).unwrap(), command);
+        let json = JsonCodec.encode(&command).unwrap();
+        let proto = ProtoCodec.encode(&command).unwrap();
+        assert_eq!(JsonCodec.decode(&json).unwrap(), command);
+        assert_eq!(ProtoCodec.decode(&proto).unwrap(), command);
+        assert!(matches!(
+            JsonCodec.decode(&proto),
+            Err(Error::Decode { .. })
+        ));
+        assert!(matches!(
+            ProtoCodec.decode(&json),
+            Err(Error::Decode { .. })
+        ));
         assert!(matches!(
             JsonCodec.decode(b"{\"type\":\"launch\"}"),
             Err(Error::Decode { .. })
         ));
         assert!(JsonCodec.decode(&[0xff, 0x00, 0x13]).is_err());
+    }
+
+    #[test]
+    fn formats_parse_from_their_names_and_nothing_else() {
+        for format in [WireFormat::Json, WireFormat::Protobuf] {
+            assert_eq!(format.header_value().parse::<WireFormat>().unwrap(), format);
+            assert_eq!(format.to_string().parse::<WireFormat>().unwrap(), format);
+        }
+        assert_eq!(
+            "Protobuf".parse::<WireFormat>().unwrap(),
+            WireFormat::Protobuf
+        );
+        match "avro".parse::<WireFormat>() {
+            Err(Error::InvalidField { field, reason }) => {
+                assert_eq!(field, "wire_format");
+                assert!(reason.contains("avro"));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn transition_records_round_trip_in_both_formats() {
+        let engine = order_fsm::Engine::new(order_fsm::Lifecycle::ecommerce());
+        let order = engine.place(
+            order_fsm::OrderId::from_u128(3),
+            Purchase::example().into(),
+            order_fsm::Timestamp::from_micros(42),
+        );
+        let record = TransitionRecord::placed(engine.lifecycle(), &order);
+        for format in [WireFormat::Json, WireFormat::Protobuf] {
+            let bytes = format.encode_transition(&record).unwrap();
+            assert_eq!(format.decode_transition(&bytes).unwrap(), record);
+        }
     }
 }

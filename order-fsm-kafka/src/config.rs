@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 
-use crate::KafkaError;
+use crate::{KafkaError, WireFormat};
 
 /// Default topic of commands.
 pub const DEFAULT_COMMANDS_TOPIC: &str = "orders";
@@ -47,6 +47,7 @@ pub struct KafkaConfig {
     stall_timeout: Duration,
     dead_letter_redaction: bool,
     dead_letter_retention: Option<Duration>,
+    wire_format: WireFormat,
     properties: BTreeMap<String, String>,
 }
 
@@ -80,6 +81,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("stall_timeout", &self.stall_timeout)
             .field("dead_letter_redaction", &self.dead_letter_redaction)
             .field("dead_letter_retention", &self.dead_letter_retention)
+            .field("wire_format", &self.wire_format)
             .field("properties", &properties)
             .finish()
     }
@@ -100,6 +102,7 @@ impl KafkaConfig {
             stall_timeout: Duration::from_secs(30),
             dead_letter_redaction: false,
             dead_letter_retention: None,
+            wire_format: WireFormat::Json,
             properties: BTreeMap::new(),
         }
     }
@@ -110,12 +113,13 @@ impl KafkaConfig {
     /// `ORDER_FSM_KAFKA_STALL_TIMEOUT_MS` (see [`KafkaConfig::with_stall_timeout`]),
     /// `ORDER_FSM_KAFKA_DLQ_REDACT` (`true`/`false`, also `1`/`0`, `yes`/`no`, `on`/`off`; see
     /// [`KafkaConfig::with_dead_letter_redaction`]) and `ORDER_FSM_KAFKA_DLQ_RETENTION_HOURS`
-    /// (see [`KafkaConfig::with_dead_letter_retention`]).
+    /// (see [`KafkaConfig::with_dead_letter_retention`]) and `ORDER_FSM_KAFKA_WIRE_FORMAT`
+    /// (`json` or `proto`; see [`KafkaConfig::with_wire_format`]).
     ///
     /// # Errors
     /// [`KafkaError::Config`] when `ORDER_FSM_KAFKA_BROKERS` is unset or empty, the stall
     /// timeout is not a number of milliseconds, the redaction switch is not a boolean or the
-    /// retention is not a positive number of hours.
+    /// retention is not a positive number of hours, or the wire format is unknown.
     pub fn from_env() -> Result<Self, KafkaError> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let brokers = var("ORDER_FSM_KAFKA_BROKERS")
@@ -163,6 +167,13 @@ impl KafkaConfig {
                     ))
                 })?;
             config.dead_letter_retention = Some(Duration::from_secs(hours * 3600));
+        }
+        if let Some(format) = var("ORDER_FSM_KAFKA_WIRE_FORMAT") {
+            config.wire_format = format.parse().map_err(|_| {
+                KafkaError::Config(format!(
+                    "ORDER_FSM_KAFKA_WIRE_FORMAT is neither json nor proto: {format:?}"
+                ))
+            })?;
         }
         Ok(config)
     }
@@ -236,6 +247,16 @@ impl KafkaConfig {
         self
     }
 
+    /// The format producers write commands and transition records in (default
+    /// [`WireFormat::Json`]); each message names it in the [`crate::HEADER_FORMAT`] header.
+    /// Readers decode each message by its header whatever this says, and read a message
+    /// without the header in this format. Upgrade every reader before switching producers
+    /// to [`WireFormat::Protobuf`].
+    pub fn with_wire_format(mut self, format: WireFormat) -> Self {
+        self.wire_format = format;
+        self
+    }
+
     /// How long the dead-letter topic keeps letters (its `retention.ms`), set by
     /// [`crate::provision_topics`] when it creates the topic. Default: none, the broker's
     /// `log.retention.*` (7 days on Kafka). A topic that already exists keeps its settings
@@ -291,6 +312,11 @@ impl KafkaConfig {
     /// How long a partition may stand still before a source re-joins its group.
     pub fn stall_timeout(&self) -> Duration {
         self.stall_timeout
+    }
+
+    /// The format producers write (see [`KafkaConfig::with_wire_format`]).
+    pub fn wire_format(&self) -> WireFormat {
+        self.wire_format
     }
 
     /// Whether dead letters are redacted.

@@ -19,6 +19,10 @@
 //!   partition count (and the dead-letter topic's retention,
 //!   [`KafkaConfig::with_dead_letter_retention`]).
 //! - [`KafkaConfig`]: brokers, group, topics and any librdkafka property, `from_env()`.
+//! - [`WireFormat`]: commands and transition records as JSON (default) or protobuf
+//!   (`order_fsm.v1.CommandRecord` / `TransitionRecord` of `order-fsm-proto`, one schema with
+//!   the gRPC service); every message names its format in the [`HEADER_FORMAT`] header and
+//!   readers decode each message by it.
 //!
 //! Errors are [`KafkaError`]s, classified retryable or fatal, and convert into
 //! [`order_fsm::Error`].
@@ -60,7 +64,7 @@ mod topics;
 mod watchdog;
 
 pub use changelog::KafkaStateLog;
-pub use codec::{CommandCodec, JsonCodec};
+pub use codec::{CommandCodec, JsonCodec, ProtoCodec, WireFormat, HEADER_FORMAT};
 pub use config::{
     KafkaConfig, DEFAULT_COMMANDS_TOPIC, DEFAULT_DEAD_LETTER_TOPIC, DEFAULT_GROUP,
     DEFAULT_STATE_TOPIC, DEFAULT_TRANSITIONS_TOPIC,

@@ -12,7 +12,7 @@ use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use uuid::Uuid;
 
 use crate::backlog::Backlog;
-use crate::{CommandCodec, JsonCodec, KafkaConfig, KafkaError};
+use crate::{CommandCodec, KafkaConfig, KafkaError, WireFormat};
 
 /// Header of a transition record: the id of the `publish` call that produced it.
 pub(crate) const HEADER_BATCH: &str = "ofsm-batch";
@@ -112,20 +112,23 @@ pub(crate) fn key_of(order_id: OrderId) -> Vec<u8> {
     order_id.to_string().into_bytes()
 }
 
-/// Publishes [`TransitionRecord`]s as JSON to the transitions topic, keyed by order id.
+/// Publishes [`TransitionRecord`]s to the transitions topic, keyed by order id, in the
+/// configured [`WireFormat`] (named by the [`crate::HEADER_FORMAT`] header).
 ///
-/// Each record carries two headers (`ofsm-batch`, `ofsm-batch-last`) that let a reader
+/// Each record also carries two headers (`ofsm-batch`, `ofsm-batch-last`) that let a reader
 /// tell the records published together for one order. See [`TransitionSink`] for the contract; a record
 /// published twice appears twice in the topic.
 #[derive(Clone)]
 pub struct KafkaTransitionSink {
     producer: Producer,
+    format: WireFormat,
 }
 
 impl std::fmt::Debug for KafkaTransitionSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaTransitionSink")
             .field("topic", &self.producer.topic)
+            .field("format", &self.format)
             .finish()
     }
 }
@@ -138,6 +141,7 @@ impl KafkaTransitionSink {
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
         Ok(Self {
             producer: Producer::new(config, config.transitions_topic())?,
+            format: config.wire_format(),
         })
     }
 }
@@ -159,8 +163,10 @@ impl TransitionSink for KafkaTransitionSink {
             let batch_last = last[&r.order_id].to_string();
             messages.push(Outgoing {
                 key: key_of(r.order_id),
-                payload: serde_json::to_vec(r).map_err(KafkaError::from)?,
-                headers: OwnedHeaders::new_with_capacity(2)
+                payload: self.format.encode_transition(r)?,
+                headers: self
+                    .format
+                    .headers(2)
                     .insert(Header {
                         key: HEADER_BATCH,
                         value: Some(&batch),
@@ -198,12 +204,17 @@ impl std::fmt::Debug for KafkaCommandSink {
 }
 
 impl KafkaCommandSink {
-    /// A sink producing JSON commands to `config`'s commands topic.
+    /// A sink producing commands to `config`'s commands topic in its
+    /// [`KafkaConfig::wire_format`].
     ///
     /// # Errors
     /// [`KafkaError::Config`] for an invalid property.
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
-        Self::with_codec(config, JsonCodec)
+        Ok(Self {
+            producer: Producer::new(config, config.commands_topic())?,
+            codec: config.wire_format().shared_codec(),
+            backlog: None,
+        })
     }
 
     /// A sink encoding commands with `codec`.
@@ -253,12 +264,13 @@ impl CommandSink for KafkaCommandSink {
                 });
             }
         }
+        let format = self.codec.format();
         let mut messages = Vec::with_capacity(commands.len());
         for c in commands {
             messages.push(Outgoing {
                 key: key_of(c.order_id()),
                 payload: self.codec.encode(c)?,
-                headers: OwnedHeaders::new(),
+                headers: format.map_or_else(OwnedHeaders::new, |f| f.headers(0)),
             });
         }
         Ok(self.producer.send_all(messages).await?)

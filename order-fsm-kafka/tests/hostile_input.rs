@@ -1,14 +1,22 @@
-//! The command codec against hostile bytes (proptest, a bounded number of cases in the
+//! The command codecs (JSON and protobuf) against hostile bytes (proptest, a bounded number of cases in the
 //! normal test run): whatever a producer puts on the commands topic, decoding never panics
 //! and every refusal is a typed `Error::Decode` (which the source dead-letters with its
 //! reason); what does decode is a command that encodes again.
 
 use order_fsm::{Command, Error, Purchase};
-use order_fsm_kafka::{CommandCodec, JsonCodec};
+use order_fsm_kafka::{CommandCodec, JsonCodec, ProtoCodec};
 use proptest::prelude::*;
 
-/// Valid encodings of a few commands, to mutate.
+/// The codecs under test, by index.
+const CODECS: [&dyn CommandCodec; 2] = [&JsonCodec, &ProtoCodec];
+
+/// Valid JSON encodings of a few commands, to mutate.
 fn valid_payloads() -> Vec<Vec<u8>> {
+    valid_payloads_in(&JsonCodec)
+}
+
+/// Valid encodings of a few commands by `codec`, to mutate.
+fn valid_payloads_in(codec: &dyn CommandCodec) -> Vec<Vec<u8>> {
     let placed = Command::place(Purchase::example());
     let id = placed.order_id();
     [
@@ -17,21 +25,21 @@ fn valid_payloads() -> Vec<Vec<u8>> {
         Command::apply(id, "cancel"),
     ]
     .iter()
-    .map(|c| JsonCodec.encode(c).unwrap())
+    .map(|c| codec.encode(c).unwrap())
     .collect()
 }
 
-/// Decodes `payload`: a command that round-trips, or a typed refusal.
+/// Decodes `payload` with the JSON codec (see [`decode_is_total_in`]).
 fn decode_is_total(payload: &[u8]) -> Result<(), TestCaseError> {
-    match JsonCodec.decode(payload) {
+    decode_is_total_in(&JsonCodec, payload)
+}
+
+/// Decodes `payload`: a command that round-trips, or a typed refusal.
+fn decode_is_total_in(codec: &dyn CommandCodec, payload: &[u8]) -> Result<(), TestCaseError> {
+    match codec.decode(payload) {
         Ok(command) => {
-            let again = JsonCodec
-                .encode(&command)
-                .expect("a decoded command encodes");
-            prop_assert_eq!(
-                JsonCodec.decode(&again).expect("and decodes again"),
-                command
-            );
+            let again = codec.encode(&command).expect("a decoded command encodes");
+            prop_assert_eq!(codec.decode(&again).expect("and decodes again"), command);
         }
         Err(Error::Decode { reason }) => prop_assert!(!reason.is_empty()),
         Err(other) => prop_assert!(false, "untyped refusal {other:?}"),
@@ -44,17 +52,21 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_decode_or_are_refused(payload in prop::collection::vec(any::<u8>(), 0..2048)) {
-        decode_is_total(&payload)?;
+        for codec in CODECS {
+            decode_is_total_in(codec, &payload)?;
+        }
     }
 
     #[test]
     fn mutated_commands_decode_or_are_refused(
+        codec in 0usize..2,
         which in 0usize..3,
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
         cut in any::<prop::sample::Index>(),
         truncate in any::<bool>(),
     ) {
-        let mut payload = valid_payloads().swap_remove(which);
+        let codec = CODECS[codec];
+        let mut payload = valid_payloads_in(codec).swap_remove(which);
         for (at, byte) in edits {
             let i = at.index(payload.len());
             payload[i] = byte;
@@ -62,7 +74,7 @@ proptest! {
         if truncate {
             payload.truncate(cut.index(payload.len()));
         }
-        decode_is_total(&payload)?;
+        decode_is_total_in(codec, &payload)?;
     }
 
     #[test]

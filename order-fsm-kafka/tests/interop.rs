@@ -1,5 +1,5 @@
 //! An independent client, PyPI `confluent-kafka` (scripts/kafka_interop.py), produces
-//! commands and consumes transitions, with a runner in between.
+//! commands and consumes transitions, with a runner in between, in JSON and in protobuf.
 
 mod common;
 
@@ -9,28 +9,38 @@ use std::sync::Arc;
 
 use common::{Broker, Running};
 use order_fsm::{Dwell, Lifecycle, Runner};
-use order_fsm_kafka::KafkaTransitionSink;
+use order_fsm_kafka::{KafkaTransitionSink, WireFormat};
 
-/// Whether `confluent_kafka` imports; in CI its absence fails the test.
+/// Whether `confluent_kafka` and `grpc_tools` import; in CI their absence fails the test.
 fn python_client_available() -> bool {
     let ok = Process::new("python3")
-        .args(["-c", "import confluent_kafka"])
+        .args(["-c", "import confluent_kafka, grpc_tools"])
         .output()
         .is_ok_and(|o| o.status.success());
     if !ok {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("CI=true but `python3 -c 'import confluent_kafka'` fails: pip install confluent-kafka");
+            panic!("CI=true but `python3 -c 'import confluent_kafka, grpc_tools'` fails: pip install confluent-kafka grpcio-tools");
         }
-        eprintln!("SKIPPED: python3 cannot import confluent_kafka (pip install confluent-kafka)");
+        eprintln!("SKIPPED: python3 cannot import confluent_kafka and grpc_tools (pip install confluent-kafka grpcio-tools)");
     }
     ok
 }
 
 async fn python_client(broker: Broker) {
+    interop(broker, WireFormat::Json).await;
+}
+
+/// The same in protobuf: Python produces `CommandRecord`s and reads `TransitionRecord`s with
+/// classes generated from order-fsm-proto's `.proto` files.
+async fn python_client_protobuf(broker: Broker) {
+    interop(broker, WireFormat::Protobuf).await;
+}
+
+async fn interop(broker: Broker, format: WireFormat) {
     if !python_client_available() {
         return;
     }
-    let config = broker.config("interop", 3).await;
+    let config = broker.config("interop", 3).await.with_wire_format(format);
     let runner = Runner::builder(Lifecycle::ecommerce())
         .with_sink(Arc::new(KafkaTransitionSink::new(&config).expect("sink")))
         .with_auto_advance(Dwell::None)
@@ -48,6 +58,9 @@ async fn python_client(broker: Broker) {
                 .args(["--commands-topic", config.commands_topic()])
                 .args(["--transitions-topic", config.transitions_topic()])
                 .args(["--orders", "20", "--timeout", "60"])
+                .args(["--format", format.header_value()])
+                .arg("--proto-dir")
+                .arg(proto_dir())
                 .output()
                 .expect("run the python client")
         }
@@ -76,6 +89,15 @@ async fn python_client(broker: Broker) {
         report.metrics.orders_placed, 20,
         "the runner decoded Python's commands"
     );
+    assert_eq!(
+        summary["transition_formats"],
+        serde_json::json!([format.header_value()]),
+        "every record named its format"
+    );
 }
 
-against_both!(python_client);
+fn proto_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../order-fsm-proto/proto")
+}
+
+against_both!(python_client, python_client_protobuf);

@@ -62,6 +62,7 @@ fn base(orders: usize) -> EmbeddedConfig {
         brokers: None,
         duration: None,
         dashboard_addr: None,
+        wire_format: order_fsm_kafka::WireFormat::Json,
     }
 }
 

@@ -16,6 +16,7 @@ use order_fsm::{Dwell, Purchase};
 use order_fsm_examples::embedded::{self, EmbeddedConfig};
 use order_fsm_examples::load::Intake;
 use order_fsm_examples::{cli, dataset, report};
+use order_fsm_kafka::WireFormat;
 use order_fsm_mail::Language;
 
 #[derive(Parser, Debug)]
@@ -78,6 +79,9 @@ struct Args {
     /// (`http://ADDR/dashboard`; `127.0.0.1:0` picks a port and prints it).
     #[arg(long)]
     dashboard_addr: Option<std::net::SocketAddr>,
+    /// The format of commands and transition records on the topics: `json` or `proto`.
+    #[arg(long, env = "ORDER_FSM_KAFKA_WIRE_FORMAT", default_value = "json")]
+    wire_format: WireFormat,
     /// Where the summary, charts and outbox go.
     #[arg(long, default_value = "target/pipeline")]
     out: PathBuf,
@@ -114,7 +118,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .map(Purchase::from)
         .collect();
     println!(
-        "placing {} orders over {:?} ({} per request) with {} workers on {} partitions ({})...",
+        "placing {} orders over {:?} ({} per request) with {} workers on {} partitions ({}, {})...",
         args.orders,
         args.intake,
         args.sending.batch,
@@ -122,7 +126,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         args.partitions,
         args.brokers
             .as_deref()
-            .map_or("mock Kafka cluster".to_owned(), |b| format!("Kafka at {b}"))
+            .map_or("mock Kafka cluster".to_owned(), |b| format!("Kafka at {b}")),
+        args.wire_format
     );
     let run = embedded::run(EmbeddedConfig {
         purchases,
@@ -142,6 +147,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             .backlog_limit
             .unwrap_or_else(|| embedded::backlog_limit(args.partitions)),
         dashboard_addr: args.dashboard_addr,
+        wire_format: args.wire_format,
     })
     .await?;
 

@@ -141,6 +141,7 @@ impl FollowerBuilder {
         Ok(KafkaFollower {
             consumer,
             dead_letters: KafkaDeadLetterSink::new(&self.config)?.naming_origin(&topic),
+            format: self.config.wire_format(),
             topic,
             name: self.name,
             group,

@@ -62,6 +62,8 @@ use crate::{KafkaDeadLetterSink, KafkaError};
 pub struct KafkaFollower {
     consumer: Arc<StreamConsumer>,
     dead_letters: KafkaDeadLetterSink,
+    /// How a record without a format header is read.
+    format: crate::WireFormat,
     topic: String,
     name: String,
     group: String,
@@ -241,7 +243,9 @@ impl KafkaFollower {
         let decoded = message
             .payload()
             .ok_or_else(|| "no payload".to_owned())
-            .and_then(|p| serde_json::from_slice::<TransitionRecord>(p).map_err(|e| e.to_string()));
+            .and_then(|p| {
+                crate::codec::decode_transition(&message, self.format, p).map_err(|e| e.to_string())
+            });
         match decoded {
             Ok(record) => batch.records.push(record),
             Err(reason) => {

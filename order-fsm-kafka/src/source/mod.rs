@@ -15,7 +15,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use tokio::sync::mpsc;
 
 use crate::watchdog::{self, Signals};
-use crate::{CommandCodec, JsonCodec, KafkaConfig, KafkaDeadLetterSink, KafkaError};
+use crate::{CommandCodec, KafkaConfig, KafkaDeadLetterSink, KafkaError};
 use poller::{Delivered, Item, Poller, SourceContext};
 pub(crate) use tracker::Tracker;
 
@@ -89,20 +89,27 @@ impl std::fmt::Debug for KafkaSource {
 }
 
 impl KafkaSource {
-    /// A JSON source subscribed to `config`'s commands topic in `config`'s group.
+    /// A source subscribed to `config`'s commands topic in `config`'s group. It decodes each
+    /// message in the format its [`crate::HEADER_FORMAT`] header names, and a message
+    /// without one in [`KafkaConfig::wire_format`].
     ///
     /// # Errors
     /// [`KafkaError::Config`] for an invalid property or when called outside a tokio
     /// runtime; [`KafkaError::Fatal`] when the subscription fails.
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
-        Self::with_codec(config, JsonCodec)
+        Self::build(config, config.wire_format().shared_codec())
     }
 
-    /// A source decoding commands with `codec`.
+    /// A source decoding commands with `codec` (a message whose [`crate::HEADER_FORMAT`]
+    /// header names another built-in format is decoded by that format's codec).
     ///
     /// # Errors
     /// As [`KafkaSource::new`].
     pub fn with_codec(config: &KafkaConfig, codec: impl CommandCodec) -> Result<Self, KafkaError> {
+        Self::build(config, Arc::new(codec))
+    }
+
+    fn build(config: &KafkaConfig, codec: Arc<dyn CommandCodec>) -> Result<Self, KafkaError> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| KafkaError::Config("a KafkaSource needs a tokio runtime".into()))?;
         let tracker = Arc::new(Tracker::default());
@@ -129,7 +136,7 @@ impl KafkaSource {
         let poller = Poller {
             consumer,
             tracker: Arc::clone(&tracker),
-            codec: Arc::new(codec),
+            codec,
             dead_letters: KafkaDeadLetterSink::new(config)?,
             runtime,
             stop: Arc::clone(&stop),

@@ -234,7 +234,7 @@ impl Poller {
         let (kind, reason) = if payload.is_empty() {
             ("decode", "cannot decode message: empty payload".to_owned())
         } else {
-            match self.codec.decode(payload) {
+            match crate::codec::decode_command(&*self.codec, message, payload) {
                 Ok(command) => match key_mismatch(message.key(), &command) {
                     Some(reason) => ("key_mismatch", reason),
                     None => {

@@ -1,0 +1,195 @@
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use order_fsm::{Command, Error, EventId, Money, OrderId, Purchase, Timestamp, TransitionRecord};
+use proptest::prelude::*;
+use prost::Message;
+
+use super::*;
+
+fn reason(e: Error) -> String {
+    match e {
+        Error::Decode { reason } => reason,
+        other => panic!("expected a decode error, got {other:?}"),
+    }
+}
+
+fn purchase() -> impl Strategy<Value = Purchase> {
+    (
+        ".{0,20}",
+        -10_000_000i64..10_000_000,
+        ".{0,12}",
+        proptest::option::of(1u32..1000),
+        proptest::option::of("[a-z]{0,8}"),
+    )
+        .prop_map(|(product, cents, email, quantity, category)| {
+            let mut p = Purchase::new(product, Money::from_minor_units(cents));
+            p.customer_email = email;
+            p.quantity = quantity;
+            p.category = category;
+            p
+        })
+}
+
+fn command() -> impl Strategy<Value = Command> {
+    let place = (
+        any::<u128>(),
+        any::<u128>(),
+        purchase(),
+        proptest::option::of(any::<u64>()),
+        proptest::option::of(".{0,8}"),
+    )
+        .prop_map(|(order, event, purchase, at, actor)| Command::Place {
+            order_id: OrderId::from_u128(order),
+            event_id: EventId::from_u128(event),
+            purchase: Arc::new(purchase),
+            placed_at: at.map(Timestamp::from_micros),
+            actor,
+        });
+    let apply = (
+        any::<u128>(),
+        any::<u128>(),
+        "[a-z]{1,10}",
+        proptest::option::of(any::<u64>()),
+        proptest::option::of(".{0,16}"),
+        proptest::option::of(".{0,8}"),
+    )
+        .prop_map(
+            |(order, event, name, expected_version, reason, actor)| Command::Apply {
+                order_id: OrderId::from_u128(order),
+                event_id: EventId::from_u128(event),
+                event: name,
+                expected_version,
+                reason,
+                actor,
+            },
+        );
+    prop_oneof![place, apply]
+}
+
+fn record() -> impl Strategy<Value = TransitionRecord> {
+    (
+        (any::<u128>(), any::<u128>(), 1u64..100, purchase()),
+        proptest::option::of("[a-z]{1,10}"),
+        ("[a-z]{1,10}", "[a-z]{1,10}", any::<u64>(), any::<u64>()),
+        (any::<u64>(), any::<bool>()),
+        proptest::option::of(".{0,16}"),
+        proptest::option::of(".{0,8}"),
+    )
+        .prop_map(
+            |(
+                (order, event, version, purchase),
+                from,
+                (event_name, to, at, placed),
+                (dwell, terminal),
+                reason,
+                actor,
+            )| {
+                let mut r = TransitionRecord::new(
+                    OrderId::from_u128(order),
+                    EventId::from_u128(event),
+                    version,
+                    event_name,
+                    to,
+                    Timestamp::from_micros(at),
+                    Arc::new(purchase),
+                );
+                r.from = from.map(Cow::Owned);
+                r.placed_at = Timestamp::from_micros(placed);
+                r.in_previous_state_micros = dwell;
+                r.terminal = terminal;
+                r.reason = reason;
+                r.actor = actor;
+                r
+            },
+        )
+}
+
+proptest! {
+    #[test]
+    fn every_command_survives_the_round_trip(c in command()) {
+        let bytes = encode_command(&c).unwrap();
+        prop_assert_eq!(decode_command(&bytes).unwrap(), c);
+    }
+
+    #[test]
+    fn every_transition_record_survives_the_round_trip(r in record()) {
+        prop_assert_eq!(decode_transition(&encode_transition(&r)).unwrap(), r);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let _ = decode_command(&bytes);
+        let _ = decode_transition(&bytes);
+    }
+}
+
+#[test]
+fn json_is_not_mistaken_for_protobuf() {
+    let json = serde_json_like(&Command::place(Purchase::example()));
+    let e = decode_command(json.as_bytes()).unwrap_err();
+    assert!(reason(e).contains("CommandRecord"));
+}
+
+/// A JSON-looking payload without depending on serde_json here.
+fn serde_json_like(c: &Command) -> String {
+    format!("{{\"type\":\"place\",\"order_id\":\"{}\"}}", c.order_id())
+}
+
+#[test]
+fn a_bad_field_is_named() {
+    let good = v1::CommandRecord::decode(
+        &encode_command(&Command::place(Purchase::example())).unwrap()[..],
+    )
+    .unwrap();
+
+    let mut bad_id = good.clone();
+    bad_id.event_id = "not-a-uuid".into();
+    assert!(reason(decode_command(&bad_id.encode_to_vec()).unwrap_err()).contains("`event_id`"));
+
+    let mut no_kind = good.clone();
+    no_kind.command = None;
+    assert!(reason(decode_command(&no_kind.encode_to_vec()).unwrap_err()).contains("`command`"));
+
+    let mut bad_price = good.clone();
+    if let Some(v1::command_record::Command::Place(p)) = &mut bad_price.command {
+        p.purchase.as_mut().unwrap().price = "12.345".into();
+    }
+    assert!(reason(decode_command(&bad_price.encode_to_vec()).unwrap_err()).contains("`price`"));
+
+    let mut no_purchase = good;
+    if let Some(v1::command_record::Command::Place(p)) = &mut no_purchase.command {
+        p.purchase = None;
+    }
+    assert!(
+        reason(decode_command(&no_purchase.encode_to_vec()).unwrap_err()).contains("`purchase`")
+    );
+}
+
+#[test]
+fn a_transition_record_without_its_change_is_refused() {
+    let r = TransitionRecord::new(
+        OrderId::from_u128(1),
+        EventId::from_u128(2),
+        1,
+        "place",
+        "processing",
+        Timestamp::from_micros(5),
+        Arc::new(Purchase::example()),
+    );
+    let mut wire = v1::TransitionRecord::decode(&encode_transition(&r)[..]).unwrap();
+    wire.transition = None;
+    assert!(reason(decode_transition(&wire.encode_to_vec()).unwrap_err()).contains("`transition`"));
+}
+
+#[test]
+fn purchases_round_trip_and_bad_prices_name_the_field() {
+    let p = Purchase::example();
+    assert_eq!(Purchase::try_from(v1::Purchase::from(&p)).unwrap(), p);
+    let mut wire = v1::Purchase::from(&p);
+    wire.price = "12.345".into();
+    match Purchase::try_from(wire) {
+        Err(Error::InvalidField { field, .. }) => assert_eq!(field, "price"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
