@@ -2,16 +2,16 @@
 //! same batches, from the same number of concurrent publishers, to the same topic.
 //!
 //! - **anchor**: an rdkafka `FutureProducer` with the sink's producer settings (idempotent,
-//!   `acks=all`, `linger.ms=5`), each record's JSON encoded inside the timed loop and keyed by
-//!   its order id, every delivery report awaited per batch;
+//!   `acks=all`, `linger.ms=5`), each record encoded (JSON or protobuf, as the sink) inside
+//!   the timed loop and keyed by its order id, every delivery report awaited per batch;
 //! - **subject**: `KafkaTransitionSink::publish` of each batch (the same, plus its two
-//!   batch headers and its queue-full handling).
+//!   batch headers, its format header and its queue-full handling).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use order_fsm::{TransitionRecord, TransitionSink};
-use order_fsm_kafka::{KafkaConfig, KafkaTransitionSink};
+use order_fsm_kafka::{KafkaConfig, KafkaTransitionSink, WireFormat};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -27,24 +27,31 @@ const BATCH: usize = 500;
 
 /// The anchor's producer: the settings `KafkaConfig` gives its producers.
 fn raw_producer(brokers: &str) -> Result<FutureProducer, BoxError> {
-    Ok(ClientConfig::new()
+    Ok(raw_producer_config(brokers).create()?)
+}
+
+/// The settings `KafkaConfig` gives its producers, for a raw producer.
+pub(crate) fn raw_producer_config(brokers: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
-        .set("message.timeout.ms", "30000")
-        .create()?)
+        .set("message.timeout.ms", "30000");
+    config
 }
 
 async fn raw_publish(
     producer: &FutureProducer,
     topic: &str,
     batch: &[TransitionRecord],
+    format: WireFormat,
 ) -> Result<(), BoxError> {
     let mut pending = Vec::with_capacity(batch.len());
     for r in batch {
         let key = r.order_id.to_string();
-        let payload = serde_json::to_vec(r)?;
+        let payload = encode(r, format)?;
         let record = FutureRecord::to(topic).key(&key).payload(&payload);
         pending.push(
             producer
@@ -59,6 +66,14 @@ async fn raw_publish(
             .map_err(|(e, _)| format!("raw producer: {e}"))?;
     }
     Ok(())
+}
+
+/// The payload of `r` in `format`, as the sink writes it.
+fn encode(r: &TransitionRecord, format: WireFormat) -> Result<Vec<u8>, BoxError> {
+    Ok(match format {
+        WireFormat::Json => serde_json::to_vec(r)?,
+        _ => order_fsm_proto::encode_transition(r),
+    })
 }
 
 /// Records/s of `LANES` publishers taking every `LANES`-th batch of `data`.
@@ -78,7 +93,11 @@ where
     Ok(data.len() as f64 / started.elapsed().as_secs_f64())
 }
 
-pub(crate) async fn compare(size: Size, brokers: Brokers) -> Result<Vec<Comparison>, BoxError> {
+pub(crate) async fn compare(
+    size: Size,
+    brokers: Brokers,
+    format: WireFormat,
+) -> Result<Vec<Comparison>, BoxError> {
     let (n, rounds) = match brokers {
         Brokers::Mock => size.pick((2_000, 2), (100_000, 3), (500_000, 5)),
         Brokers::Real { .. } => size.pick((2_000, 2), (50_000, 3), (200_000, 5)),
@@ -89,8 +108,11 @@ pub(crate) async fn compare(size: Size, brokers: Brokers) -> Result<Vec<Comparis
         .await?
         .transitions_topic()
         .to_owned();
-    let sink =
-        KafkaTransitionSink::new(&KafkaConfig::new(&address).with_transitions_topic(&topic))?;
+    let sink = KafkaTransitionSink::new(
+        &KafkaConfig::new(&address)
+            .with_transitions_topic(&topic)
+            .with_wire_format(format),
+    )?;
     let producer = raw_producer(&address)?;
     let topic: Arc<str> = topic.into();
 
@@ -100,7 +122,7 @@ pub(crate) async fn compare(size: Size, brokers: Brokers) -> Result<Vec<Comparis
             let (producer, topic) = (producer.clone(), Arc::clone(&topic));
             async move {
                 for chunk in data.chunks(BATCH).skip(lane).step_by(LANES) {
-                    raw_publish(&producer, &topic, chunk).await?;
+                    raw_publish(&producer, &topic, chunk, format).await?;
                 }
                 Ok(())
             }
@@ -137,16 +159,25 @@ pub(crate) async fn compare(size: Size, brokers: Brokers) -> Result<Vec<Comparis
         // Let the broker settle between rounds.
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let bytes = serde_json::to_vec(&records(5))?.len() / 5;
+    let sample = records(5);
+    let mut bytes = 0;
+    for r in &sample {
+        bytes += encode(r, format)?.len();
+    }
+    let bytes = bytes / sample.len();
+    let (id_format, in_format) = match format {
+        WireFormat::Json => ("", "JSON"),
+        _ => ("proto.", "protobuf"),
+    };
     Ok(vec![r.finish(Spec {
         id: format!(
-            "kafka.sink.{}",
+            "kafka.sink.{id_format}{}",
             if mock.is_some() { "mock" } else { "real" }
         ),
         title: "Kafka transition sink vs the raw producer".into(),
         backend,
         setup: format!(
-            "{} transition records (~{bytes} bytes of JSON), batches of {BATCH}, {LANES} publishers",
+            "{} transition records (~{bytes} bytes of {in_format}), batches of {BATCH}, {LANES} publishers",
             count(n)
         ),
         unit: "records/s",

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use order_fsm::{CommandSink, CommandSource, Lifecycle, MemorySink, MemoryStore, Runner};
 use order_fsm_kafka::{
-    provision_mock_topics, provision_topics, KafkaCommandSink, KafkaConfig, KafkaSource,
+    provision_mock_topics, provision_topics, KafkaCommandSink, KafkaConfig, KafkaSource, WireFormat,
 };
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
@@ -72,6 +72,7 @@ pub(crate) async fn topics(
         .with_commands_topic(format!("bench-orders-{id}"))
         .with_transitions_topic(format!("bench-transitions-{id}"))
         .with_dead_letter_topic(format!("bench-dlq-{id}"))
+        .with_state_topic(format!("bench-state-{id}"))
         .with_group(format!("bench-runner-{id}"))
         .with_property("session.timeout.ms", "6000");
     match mock {
@@ -188,6 +189,7 @@ pub(crate) async fn compare(
     size: Size,
     brokers: Brokers,
     placements: bool,
+    format: WireFormat,
 ) -> Result<Vec<Comparison>, BoxError> {
     let partitions = 32;
     let (n, rounds) = match brokers {
@@ -196,7 +198,9 @@ pub(crate) async fn compare(
         Brokers::Real { .. } => size.pick((2_000, 2), (50_000, 3), (200_000, 5)),
     };
     let (mock, address, backend) = connect(&brokers)?;
-    let config = topics(mock.as_ref(), &address, partitions).await?;
+    let config = topics(mock.as_ref(), &address, partitions)
+        .await?
+        .with_wire_format(format);
 
     let producer = KafkaCommandSink::new(&config.clone().with_property("compression.type", "lz4"))?;
     let started = Instant::now();
@@ -247,8 +251,12 @@ pub(crate) async fn compare(
         "lifecycle"
     };
     let suffix = if mock.is_some() { "mock" } else { "real" };
+    let (id_format, in_format) = match format {
+        WireFormat::Json => ("", "JSON"),
+        _ => ("proto.", "protobuf"),
+    };
     Ok(vec![r.finish(Spec {
-        id: format!("kafka.source.{kind}.{suffix}"),
+        id: format!("kafka.source.{kind}.{id_format}{suffix}"),
         title: if placements {
             "Kafka source + runner vs the best raw consumer, placements only".into()
         } else {
@@ -256,7 +264,7 @@ pub(crate) async fn compare(
         },
         backend,
         setup: format!(
-            "{} {}, {partitions} partitions, {:.0} bytes/msg",
+            "{} {} in {in_format}, {partitions} partitions, {:.0} bytes/msg",
             count(n),
             if placements {
                 "placements"

@@ -12,6 +12,7 @@
 //! `scripts/*.sh start` commands export them). A comparison whose service is not configured
 //! is listed in the report as skipped, with the reason.
 
+use order_fsm_kafka::WireFormat;
 use std::future::Future;
 use std::time::Instant;
 
@@ -24,6 +25,7 @@ mod elastic;
 mod grpc;
 mod kafka_sink;
 mod kafka_source;
+mod pipeline;
 mod postgres;
 mod runner;
 
@@ -128,23 +130,40 @@ pub async fn run_suite(options: &Options, allocator: &str) -> Report {
     });
     for brokers in [Ok(Brokers::Mock), real] {
         let suffix = brokers.as_ref().map_or("real", Brokers::suffix);
-        for placements in [false, true] {
-            let kind = if placements {
-                "placements"
-            } else {
-                "lifecycle"
+        for format in [WireFormat::Json, WireFormat::Protobuf] {
+            let in_format = match format {
+                WireFormat::Json => "",
+                _ => "proto.",
             };
-            let id = format!("kafka.source.{kind}.{suffix}");
-            let needs = brokers.clone();
+            for placements in [false, true] {
+                let kind = if placements {
+                    "placements"
+                } else {
+                    "lifecycle"
+                };
+                let id = format!("kafka.source.{kind}.{in_format}{suffix}");
+                let needs = brokers.clone();
+                suite
+                    .run(&id, needs, |b| {
+                        kafka_source::compare(size, b, placements, format)
+                    })
+                    .await;
+            }
             suite
-                .run(&id, needs, |b| kafka_source::compare(size, b, placements))
+                .run(
+                    &format!("kafka.sink.{in_format}{suffix}"),
+                    brokers.clone(),
+                    |b| kafka_sink::compare(size, b, format),
+                )
+                .await;
+            suite
+                .run(
+                    &format!("pipeline.kafka.{in_format}{suffix}"),
+                    brokers.clone(),
+                    |b| pipeline::compare(size, b, format),
+                )
                 .await;
         }
-        suite
-            .run(&format!("kafka.sink.{suffix}"), brokers.clone(), |b| {
-                kafka_sink::compare(size, b)
-            })
-            .await;
     }
 
     suite
