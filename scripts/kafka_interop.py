@@ -4,7 +4,8 @@
 Produces `--orders` placement commands to the commands topic (key = order id) in
 `--format` json or proto (protobuf `order_fsm.v1.CommandRecord`, with classes generated at
 run time from `--proto-dir` by grpcio-tools; header `ofsm-format` names the format), then
-consumes the transitions topic, decoding each record by its `ofsm-format` header, until
+consumes the transitions topic, decoding each message by its `ofsm-format` header (one
+record, or a pack of them: `json-pack`, `proto-pack`), until
 every one of those orders has reached `completed` through placement plus four transitions.
 Prints a JSON summary on stdout; exits 0 when every order completed in time, 1 otherwise.
 """
@@ -67,13 +68,8 @@ def encode_placement(pb, order_id: str) -> bytes:
     return record.SerializeToString()
 
 
-def decode_transition(pb, message) -> dict:
-    """A transition record as a dict of the JSON field names, whatever its format."""
-    headers = dict(message.headers() or [])
-    if headers.get("ofsm-format", b"json") != b"proto":
-        return json.loads(message.value())
-    wire = pb.TransitionRecord()
-    wire.ParseFromString(message.value())
+def from_proto(wire) -> dict:
+    """A protobuf TransitionRecord as a dict of the JSON field names."""
     return {
         "order_id": wire.order_id,
         "version": wire.transition.version,
@@ -82,6 +78,24 @@ def decode_transition(pb, message) -> dict:
         "terminal": wire.transition.terminal,
         "customer_email": wire.purchase.customer_email,
     }
+
+
+def decode_transitions(pb, message) -> list:
+    """The transition records of a message (one, or a pack's) as dicts, by its header."""
+    fmt = dict(message.headers() or []).get("ofsm-format", b"json")
+    if fmt == b"json":
+        return [json.loads(message.value())]
+    if fmt == b"json-pack":
+        return json.loads(message.value())
+    if fmt == b"proto":
+        wire = pb.TransitionRecord()
+        wire.ParseFromString(message.value())
+        return [from_proto(wire)]
+    if fmt == b"proto-pack":
+        pack = pb.TransitionPack()
+        pack.ParseFromString(message.value())
+        return [from_proto(wire) for wire in pack.records]
+    raise ValueError(f"unknown ofsm-format {fmt!r}")
 
 
 def main() -> int:
@@ -147,21 +161,24 @@ def run(args, pb) -> int:
         message = consumer.poll(0.5)
         if message is None or message.error():
             continue
-        formats_seen.add(dict(message.headers() or []).get("ofsm-format", b"none").decode())
-        if pb is None and dict(message.headers() or []).get("ofsm-format") == b"proto":
+        fmt = dict(message.headers() or []).get("ofsm-format", b"none")
+        formats_seen.add(fmt.decode())
+        if pb is None and fmt.startswith(b"proto"):
             print(json.dumps({"error": "a protobuf record, and no --proto-dir to read it"}))
             return 1
-        record = decode_transition(pb, message)
-        order_id = record["order_id"]
-        if order_id not in wanted:
-            continue
-        if message.key().decode() != order_id:
-            print(json.dumps({"error": "record not keyed by order id", "record": record}))
-            return 1
-        records += 1
-        seen[order_id].add((record["version"], record["event"], record["to"]))
-        if record["to"] == "completed" and record["version"] == 5 and record["terminal"]:
-            completed.add(order_id)
+        packed = fmt.endswith(b"-pack")
+        for record in decode_transitions(pb, message):
+            order_id = record["order_id"]
+            if order_id not in wanted:
+                continue
+            # A single record is keyed by its order; a pack by its first record's order.
+            if not packed and message.key().decode() != order_id:
+                print(json.dumps({"error": "record not keyed by order id", "record": record}))
+                return 1
+            records += 1
+            seen[order_id].add((record["version"], record["event"], record["to"]))
+            if record["to"] == "completed" and record["version"] == 5 and record["terminal"]:
+                completed.add(order_id)
     consumer.close()
 
     steps = sorted({step for s in seen.values() for step in s})

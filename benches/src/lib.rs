@@ -160,9 +160,18 @@ pub async fn run_suite(options: &Options, allocator: &str) -> Report {
                 .run(
                     &format!("pipeline.kafka.{in_format}{suffix}"),
                     brokers.clone(),
-                    |b| pipeline::compare(size, b, format),
+                    |b| pipeline::compare(size, b, format, false),
                 )
                 .await;
+            if format == WireFormat::Protobuf {
+                suite
+                    .run(
+                        &format!("pipeline.kafka.proto-pack.{suffix}"),
+                        brokers.clone(),
+                        |b| pipeline::compare(size, b, format, true),
+                    )
+                    .await;
+            }
         }
     }
 

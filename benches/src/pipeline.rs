@@ -15,6 +15,9 @@
 //!   messages always on the same one). Orders/s from the first produce until the last
 //!   delivery.
 //!
+//! With packed transition records (ADR 8) the subject writes fewer messages; the anchor
+//! replays those same packs (each with the command of its first record's order).
+//!
 //! Both start after their consumer joined its group (one warm-up order each, not counted),
 //! on fresh topics each round.
 
@@ -201,7 +204,9 @@ async fn capture(config: &KafkaConfig, orders: &[Command]) -> Result<Capture, Bo
     let n = orders.len() + 1;
     tokio::task::spawn_blocking(move || {
         let commands = read_all(&config, config.commands_topic(), Some(n))?;
-        let transitions = read_all(&config, config.transitions_topic(), Some(5 * n))?;
+        // Packs: as many as the runner's batches made, known only by reading them all.
+        let expected = (!config.packed_transitions()).then_some(5 * n);
+        let transitions = read_all(&config, config.transitions_topic(), expected)?;
         let states = read_all(&config, config.state_topic(), None)?;
         let (t, s) = (transitions.len(), states.len());
         let mut outputs: HashMap<Vec<u8>, Vec<(Topic, Written)>> = HashMap::new();
@@ -378,9 +383,12 @@ async fn fresh(
     mock: Option<&Cluster>,
     address: &str,
     format: WireFormat,
+    packed: bool,
 ) -> Result<KafkaConfig, BoxError> {
     let config = topics(mock, address, PARTITIONS).await?;
-    let mut config = config.with_wire_format(format);
+    let mut config = config
+        .with_wire_format(format)
+        .with_packed_transitions(packed);
     for (key, value) in SETTINGS {
         config = config.with_property(*key, *value);
     }
@@ -403,6 +411,7 @@ pub(crate) async fn compare(
     size: Size,
     brokers: Brokers,
     format: WireFormat,
+    packed: bool,
 ) -> Result<Vec<Comparison>, BoxError> {
     let (n, rounds) = match brokers {
         Brokers::Mock => size.pick((500, 2), (50_000, 3), (200_000, 5)),
@@ -411,7 +420,7 @@ pub(crate) async fn compare(
     let (mock, address, backend) = connect(&brokers)?;
     let capture = Arc::new(
         capture(
-            &fresh(mock.as_ref(), &address, format).await?,
+            &fresh(mock.as_ref(), &address, format, packed).await?,
             &placements(n),
         )
         .await?,
@@ -420,8 +429,8 @@ pub(crate) async fn compare(
 
     let mut r = Rounds::default();
     for round in 0..rounds {
-        let anchor_config = fresh(mock.as_ref(), &address, format).await?;
-        let subject_config = fresh(mock.as_ref(), &address, format).await?;
+        let anchor_config = fresh(mock.as_ref(), &address, format, packed).await?;
+        let subject_config = fresh(mock.as_ref(), &address, format, packed).await?;
         let orders = placements(n);
         let (a, s) = if Rounds::anchor_first(round) {
             let a = anchor(&anchor_config, Arc::clone(&capture)).await?;
@@ -433,9 +442,11 @@ pub(crate) async fn compare(
         r.push(a, s);
     }
     let suffix = if mock.is_some() { "mock" } else { "real" };
-    let (id_format, in_format) = match format {
-        WireFormat::Json => ("", "JSON"),
-        _ => ("proto.", "protobuf"),
+    let (id_format, in_format) = match (format, packed) {
+        (WireFormat::Json, false) => ("", "JSON"),
+        (WireFormat::Json, true) => ("json-pack.", "JSON in packs"),
+        (_, false) => ("proto.", "protobuf"),
+        (_, true) => ("proto-pack.", "protobuf in packs"),
     };
     Ok(vec![r.finish(Spec {
         id: format!("pipeline.kafka.{id_format}{suffix}"),
@@ -445,7 +456,7 @@ pub(crate) async fn compare(
         backend,
         setup: format!(
             "{} orders placed and completed, {in_format}, {PARTITIONS} partitions, {per_order:.1} \
-             records out per order ({} transitions, {} state records)",
+             messages out per order ({} of transitions, {} state records)",
             count(n),
             capture.transitions,
             capture.states

@@ -143,6 +143,18 @@ pub struct KafkaArgs {
         default_value = "json"
     )]
     pub wire_format: WireFormat,
+    /// Publish transition records in packs, one message per partition and runner batch
+    /// (ADR 8), instead of one message per record. Readers of this version read both;
+    /// upgrade them before turning this on.
+    #[arg(
+        long,
+        env = "ORDER_FSM_KAFKA_PACK_TRANSITIONS",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        num_args = 0..=1,
+        default_missing_value = "true",
+        default_value = "false"
+    )]
+    pub pack_transitions: bool,
 }
 
 fn parse_property(pair: &str) -> Result<(String, String), String> {
@@ -166,7 +178,8 @@ impl KafkaArgs {
             .with_dead_letter_topic(topic(&self.dead_letter_topic, "orders-dlq"))
             .with_state_topic(topic(&self.state_topic, "order-state"))
             .with_dead_letter_redaction(self.dead_letter_redact)
-            .with_wire_format(self.wire_format);
+            .with_wire_format(self.wire_format)
+            .with_packed_transitions(self.pack_transitions);
         let mut config = low_latency(config);
         if let Some(ms) = self.stall_timeout_ms {
             config = config.with_stall_timeout(Duration::from_millis(ms));

@@ -67,6 +67,8 @@ pub struct EmbeddedConfig {
     pub dashboard_addr: Option<SocketAddr>,
     /// The format of commands and transition records on the topics.
     pub wire_format: WireFormat,
+    /// Transition records in packs, one message per partition and runner batch (ADR 8).
+    pub packed_transitions: bool,
 }
 
 /// Commands the embedded intake lets wait per partition by default. librdkafka's mock
@@ -115,7 +117,8 @@ pub async fn run(config: EmbeddedConfig) -> Result<EmbeddedRun, BoxError> {
             KafkaConfig::new(brokers)
                 .with_group("order-fsm-embedded")
                 .with_property("compression.type", "lz4")
-                .with_wire_format(config.wire_format),
+                .with_wire_format(config.wire_format)
+                .with_packed_transitions(config.packed_transitions),
         )
     };
     // Kept alive for the run.

@@ -7,11 +7,16 @@ use order_fsm::{Command, Error, TransitionRecord};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
 /// Header naming the encoding of a command or transition record's payload: `json` or
-/// `proto` ([`WireFormat::header_value`]). Every producer of this crate sets it; a reader
-/// decodes each message by its header, so both formats can share a topic while producers
-/// switch, and a message without the header is read in the reader's configured format
-/// (what older producers and other clients write).
+/// `proto` ([`WireFormat::header_value`]), and for several transition records in one
+/// message ([`crate::KafkaConfig::with_packed_transitions`]) `json-pack` (a JSON array) or
+/// `proto-pack` (`order_fsm.v1.TransitionPack`). Every producer of this crate sets it; a
+/// reader decodes each message by its header, so formats can share a topic while producers
+/// switch, and a message without the header is read as one record in the reader's
+/// configured format (what older producers and other clients write).
 pub const HEADER_FORMAT: &str = "ofsm-format";
+
+/// The suffix of [`HEADER_FORMAT`] values of packs.
+const PACK_SUFFIX: &str = "-pack";
 
 /// The encoding of commands and transition records on the wire
 /// ([`crate::KafkaConfig::with_wire_format`]).
@@ -39,11 +44,12 @@ impl WireFormat {
         }
     }
 
-    /// The format named by a message's [`HEADER_FORMAT`] header, `None` without one.
+    /// The format named by a message's [`HEADER_FORMAT`] header, and whether the message is
+    /// a pack; `None` without the header.
     ///
     /// # Errors
     /// [`Error::Decode`] naming a header value this version does not know.
-    pub(crate) fn named_by(message: &BorrowedMessage<'_>) -> Result<Option<Self>, Error> {
+    pub(crate) fn named_by(message: &BorrowedMessage<'_>) -> Result<Option<(Self, bool)>, Error> {
         let named = message.headers().and_then(|headers| {
             headers
                 .iter()
@@ -53,9 +59,13 @@ impl WireFormat {
         let Some(value) = named else {
             return Ok(None);
         };
+        let parse = |text: &str| match text.strip_suffix(PACK_SUFFIX) {
+            Some(format) => format.parse().ok().map(|f| (f, true)),
+            None => text.parse().ok().map(|f| (f, false)),
+        };
         std::str::from_utf8(value)
             .ok()
-            .and_then(|v| v.parse().ok())
+            .and_then(parse)
             .map(Some)
             .ok_or_else(|| Error::Decode {
                 reason: format!(
@@ -63,6 +73,37 @@ impl WireFormat {
                     String::from_utf8_lossy(&value[..value.len().min(64)])
                 ),
             })
+    }
+
+    /// Headers holding [`HEADER_FORMAT`] for a pack in this format, with room for `more`.
+    pub(crate) fn pack_headers(self, more: usize) -> OwnedHeaders {
+        let value = format!("{}{PACK_SUFFIX}", self.header_value());
+        OwnedHeaders::new_with_capacity(1 + more).insert(Header {
+            key: HEADER_FORMAT,
+            value: Some(&value),
+        })
+    }
+
+    /// The payload of a pack of `records` in this format.
+    pub(crate) fn encode_pack(self, records: &[&TransitionRecord]) -> Result<Vec<u8>, Error> {
+        match self {
+            Self::Json => serde_json::to_vec(records).map_err(|e| Error::Decode {
+                reason: e.to_string(),
+            }),
+            Self::Protobuf => Ok(order_fsm_proto::encode_transition_pack(
+                records.iter().copied(),
+            )),
+        }
+    }
+
+    /// The transition records in a pack of this format.
+    fn decode_pack(self, payload: &[u8]) -> Result<Vec<TransitionRecord>, Error> {
+        match self {
+            Self::Json => serde_json::from_slice(payload).map_err(|e| Error::Decode {
+                reason: e.to_string(),
+            }),
+            Self::Protobuf => order_fsm_proto::decode_transition_pack(payload),
+        }
     }
 
     /// Headers holding [`HEADER_FORMAT`] for this format, with room for `more`.
@@ -208,21 +249,28 @@ pub(crate) fn decode_command(
     payload: &[u8],
 ) -> Result<Command, Error> {
     match WireFormat::named_by(message)? {
-        Some(named) if codec.format() != Some(named) => named.codec().decode(payload),
+        Some((named, true)) => Err(Error::Decode {
+            reason: format!(
+                "a pack of transition records (`{}{PACK_SUFFIX}`) is not a command",
+                named.header_value()
+            ),
+        }),
+        Some((named, false)) if codec.format() != Some(named) => named.codec().decode(payload),
         _ => codec.decode(payload),
     }
 }
 
-/// The transition record in `message`, in the format its header names (`default` without
-/// one).
-pub(crate) fn decode_transition(
+/// The transition records in `message` (one, or a pack's), in the format its header names
+/// (one record in `default` without the header).
+pub(crate) fn decode_transitions(
     message: &BorrowedMessage<'_>,
     default: WireFormat,
     payload: &[u8],
-) -> Result<TransitionRecord, Error> {
-    WireFormat::named_by(message)?
-        .unwrap_or(default)
-        .decode_transition(payload)
+) -> Result<Vec<TransitionRecord>, Error> {
+    match WireFormat::named_by(message)?.unwrap_or((default, false)) {
+        (format, true) => format.decode_pack(payload),
+        (format, false) => Ok(vec![format.decode_transition(payload)?]),
+    }
 }
 
 #[cfg(test)]
@@ -283,6 +331,15 @@ mod tests {
         for format in [WireFormat::Json, WireFormat::Protobuf] {
             let bytes = format.encode_transition(&record).unwrap();
             assert_eq!(format.decode_transition(&bytes).unwrap(), record);
+            let records = vec![record.clone(), record.clone()];
+            let pack = format
+                .encode_pack(&records.iter().collect::<Vec<_>>())
+                .unwrap();
+            assert_eq!(format.decode_pack(&pack).unwrap(), records);
+            assert!(
+                format.decode_transition(&pack).is_err(),
+                "a pack is not one record"
+            );
         }
     }
 }

@@ -48,6 +48,7 @@ pub struct KafkaConfig {
     dead_letter_redaction: bool,
     dead_letter_retention: Option<Duration>,
     wire_format: WireFormat,
+    packed_transitions: bool,
     properties: BTreeMap<String, String>,
 }
 
@@ -82,6 +83,7 @@ impl std::fmt::Debug for KafkaConfig {
             .field("dead_letter_redaction", &self.dead_letter_redaction)
             .field("dead_letter_retention", &self.dead_letter_retention)
             .field("wire_format", &self.wire_format)
+            .field("packed_transitions", &self.packed_transitions)
             .field("properties", &properties)
             .finish()
     }
@@ -103,6 +105,7 @@ impl KafkaConfig {
             dead_letter_redaction: false,
             dead_letter_retention: None,
             wire_format: WireFormat::Json,
+            packed_transitions: false,
             properties: BTreeMap::new(),
         }
     }
@@ -114,7 +117,9 @@ impl KafkaConfig {
     /// `ORDER_FSM_KAFKA_DLQ_REDACT` (`true`/`false`, also `1`/`0`, `yes`/`no`, `on`/`off`; see
     /// [`KafkaConfig::with_dead_letter_redaction`]) and `ORDER_FSM_KAFKA_DLQ_RETENTION_HOURS`
     /// (see [`KafkaConfig::with_dead_letter_retention`]) and `ORDER_FSM_KAFKA_WIRE_FORMAT`
-    /// (`json` or `proto`; see [`KafkaConfig::with_wire_format`]).
+    /// (`json` or `proto`; see [`KafkaConfig::with_wire_format`]) and
+    /// `ORDER_FSM_KAFKA_PACK_TRANSITIONS` (a switch like the redaction's; see
+    /// [`KafkaConfig::with_packed_transitions`]).
     ///
     /// # Errors
     /// [`KafkaError::Config`] when `ORDER_FSM_KAFKA_BROKERS` is unset or empty, the stall
@@ -167,6 +172,13 @@ impl KafkaConfig {
                     ))
                 })?;
             config.dead_letter_retention = Some(Duration::from_secs(hours * 3600));
+        }
+        if let Some(switch) = var("ORDER_FSM_KAFKA_PACK_TRANSITIONS") {
+            config.packed_transitions = parse_switch(&switch).ok_or_else(|| {
+                KafkaError::Config(format!(
+                    "ORDER_FSM_KAFKA_PACK_TRANSITIONS is not true or false: {switch:?}"
+                ))
+            })?;
         }
         if let Some(format) = var("ORDER_FSM_KAFKA_WIRE_FORMAT") {
             config.wire_format = format.parse().map_err(|_| {
@@ -257,6 +269,20 @@ impl KafkaConfig {
         self
     }
 
+    /// Publish each [`crate::KafkaTransitionSink::publish`] call's records as one message per
+    /// partition (a *pack*, header `json-pack` / `proto-pack`) instead of one message per
+    /// record (ADR 8). Off by default. Each pack goes to the partition its records would
+    /// have gone to one by one (librdkafka's default CRC-32 partitioner over the order id;
+    /// with another `partitioner` property the sink publishes single records), so every
+    /// order's records stay in one partition, in order. Packs stay under half of
+    /// `message.max.bytes` (1 MB by default), split when larger. Readers of this version
+    /// ([`crate::KafkaFollower`]) read packs and single records alike; upgrade every reader
+    /// of the transitions topic before turning this on.
+    pub fn with_packed_transitions(mut self, packed: bool) -> Self {
+        self.packed_transitions = packed;
+        self
+    }
+
     /// How long the dead-letter topic keeps letters (its `retention.ms`), set by
     /// [`crate::provision_topics`] when it creates the topic. Default: none, the broker's
     /// `log.retention.*` (7 days on Kafka). A topic that already exists keeps its settings
@@ -317,6 +343,12 @@ impl KafkaConfig {
     /// The format producers write (see [`KafkaConfig::with_wire_format`]).
     pub fn wire_format(&self) -> WireFormat {
         self.wire_format
+    }
+
+    /// Whether transition records are published in packs (see
+    /// [`KafkaConfig::with_packed_transitions`]).
+    pub fn packed_transitions(&self) -> bool {
+        self.packed_transitions
     }
 
     /// Whether dead letters are redacted.

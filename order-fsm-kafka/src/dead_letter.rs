@@ -154,6 +154,7 @@ impl KafkaDeadLetterSink {
             headers = cut_headers(headers, &payload, partition, offset);
         }
         let message = Outgoing {
+            partition: None,
             key,
             payload: produced,
             headers,

@@ -57,6 +57,7 @@ mod config;
 mod dead_letter;
 mod error;
 mod follower;
+mod pack;
 mod producer;
 mod redact;
 mod source;

@@ -28,6 +28,8 @@ pub(crate) struct Producer {
 
 /// One message to send.
 pub(crate) struct Outgoing {
+    /// An explicit partition; `None`: the partitioner's choice by key.
+    pub(crate) partition: Option<i32>,
     pub(crate) key: Vec<u8>,
     pub(crate) payload: Vec<u8>,
     pub(crate) headers: OwnedHeaders,
@@ -52,6 +54,7 @@ impl Producer {
         let mut failure = None;
         'messages: for message in messages {
             let Outgoing {
+                partition,
                 key,
                 payload,
                 headers,
@@ -60,6 +63,9 @@ impl Producer {
                 .key(&key[..])
                 .payload(&payload[..])
                 .headers(headers);
+            if let Some(partition) = partition {
+                record = record.partition(partition);
+            }
             loop {
                 match self.inner.send_result(record) {
                     Ok(delivery) => {
@@ -113,7 +119,9 @@ pub(crate) fn key_of(order_id: OrderId) -> Vec<u8> {
 }
 
 /// Publishes [`TransitionRecord`]s to the transitions topic, keyed by order id, in the
-/// configured [`WireFormat`] (named by the [`crate::HEADER_FORMAT`] header).
+/// configured [`WireFormat`] (named by the [`crate::HEADER_FORMAT`] header), one message
+/// per record or, with [`KafkaConfig::with_packed_transitions`], one per partition and
+/// call.
 ///
 /// Each record also carries two headers (`ofsm-batch`, `ofsm-batch-last`) that let a reader
 /// tell the records published together for one order. See [`TransitionSink`] for the contract; a record
@@ -122,6 +130,7 @@ pub(crate) fn key_of(order_id: OrderId) -> Vec<u8> {
 pub struct KafkaTransitionSink {
     producer: Producer,
     format: WireFormat,
+    packing: Option<Arc<crate::pack::Packing>>,
 }
 
 impl std::fmt::Debug for KafkaTransitionSink {
@@ -129,6 +138,7 @@ impl std::fmt::Debug for KafkaTransitionSink {
         f.debug_struct("KafkaTransitionSink")
             .field("topic", &self.producer.topic)
             .field("format", &self.format)
+            .field("packed", &self.packing.is_some())
             .finish()
     }
 }
@@ -142,6 +152,11 @@ impl KafkaTransitionSink {
         Ok(Self {
             producer: Producer::new(config, config.transitions_topic())?,
             format: config.wire_format(),
+            packing: config
+                .packed_transitions()
+                .then(|| crate::pack::Packing::new(config))
+                .flatten()
+                .map(Arc::new),
         })
     }
 }
@@ -153,6 +168,10 @@ impl TransitionSink for KafkaTransitionSink {
             return Ok(());
         }
         let batch = Uuid::new_v4().to_string();
+        if let Some(packing) = &self.packing {
+            let messages = packing.messages(self.format, records, &batch).await?;
+            return Ok(self.producer.send_all(messages).await?);
+        }
         let mut last: HashMap<OrderId, u64> = HashMap::new();
         for r in records {
             let v = last.entry(r.order_id).or_default();
@@ -162,6 +181,7 @@ impl TransitionSink for KafkaTransitionSink {
         for r in records {
             let batch_last = last[&r.order_id].to_string();
             messages.push(Outgoing {
+                partition: None,
                 key: key_of(r.order_id),
                 payload: self.format.encode_transition(r)?,
                 headers: self
@@ -268,6 +288,7 @@ impl CommandSink for KafkaCommandSink {
         let mut messages = Vec::with_capacity(commands.len());
         for c in commands {
             messages.push(Outgoing {
+                partition: None,
                 key: key_of(c.order_id()),
                 payload: self.codec.encode(c)?,
                 headers: format.map_or_else(OwnedHeaders::new, |f| f.headers(0)),

@@ -27,20 +27,31 @@ fn python_client_available() -> bool {
 }
 
 async fn python_client(broker: Broker) {
-    interop(broker, WireFormat::Json).await;
+    interop(&broker, WireFormat::Json, false).await;
 }
 
 /// The same in protobuf: Python produces `CommandRecord`s and reads `TransitionRecord`s with
 /// classes generated from order-fsm-proto's `.proto` files.
 async fn python_client_protobuf(broker: Broker) {
-    interop(broker, WireFormat::Protobuf).await;
+    interop(&broker, WireFormat::Protobuf, false).await;
 }
 
-async fn interop(broker: Broker, format: WireFormat) {
+/// Packed transition records (ADR 8), in both formats: Python reads the packs by their
+/// header.
+async fn python_client_packed(broker: Broker) {
+    interop(&broker, WireFormat::Json, true).await;
+    interop(&broker, WireFormat::Protobuf, true).await;
+}
+
+async fn interop(broker: &Broker, format: WireFormat, packed: bool) {
     if !python_client_available() {
         return;
     }
-    let config = broker.config("interop", 3).await.with_wire_format(format);
+    let config = broker
+        .config("interop", 3)
+        .await
+        .with_wire_format(format)
+        .with_packed_transitions(packed);
     let runner = Runner::builder(Lifecycle::ecommerce())
         .with_sink(Arc::new(KafkaTransitionSink::new(&config).expect("sink")))
         .with_auto_advance(Dwell::None)
@@ -89,10 +100,15 @@ async fn interop(broker: Broker, format: WireFormat) {
         report.metrics.orders_placed, 20,
         "the runner decoded Python's commands"
     );
+    let named = if packed {
+        format!("{}-pack", format.header_value())
+    } else {
+        format.header_value().to_owned()
+    };
     assert_eq!(
         summary["transition_formats"],
-        serde_json::json!([format.header_value()]),
-        "every record named its format"
+        serde_json::json!([named]),
+        "every message named its format"
     );
 }
 
@@ -100,4 +116,4 @@ fn proto_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../order-fsm-proto/proto")
 }
 
-against_both!(python_client, python_client_protobuf);
+against_both!(python_client, python_client_protobuf, python_client_packed);

@@ -1,7 +1,8 @@
 //! Both wire formats on one topic: each message is read in the format its `ofsm-format`
 //! header names, a message without it in the reader's configured format, and a header that
 //! names an unknown format or lies about the payload sends the message to the dead-letter
-//! topic with the reason.
+//! topic with the reason. Packed transition records (ADR 8) land in the partition their
+//! orders' commands are in, and followers read them as single records.
 
 mod common;
 
@@ -138,28 +139,108 @@ async fn mixed_formats(broker: Broker) {
     }
 
     // A follower configured for JSON reads them by their header.
-    let follower = KafkaFollower::builder(&json, "wire-format")
+    let records = follow_all(&json, 15).await;
+    let keys: HashSet<(OrderId, u64)> = records.iter().map(|r| (r.order_id, r.version)).collect();
+    assert_eq!(keys.len(), 15);
+    assert!(records.iter().all(|r| ids.contains(&r.order_id)));
+}
+
+/// Every transition record a follower configured for single JSON records gets from
+/// `config`'s transitions topic, once `expected` arrived.
+async fn follow_all(config: &KafkaConfig, expected: usize) -> Vec<TransitionRecord> {
+    let follower = KafkaFollower::builder(config, "wire-format")
         .build()
         .expect("follower");
     let sink = Arc::new(MemorySink::new());
     let stop = CancellationToken::new();
     let task = tokio::spawn(follower.run(sink.clone(), stop.clone().cancelled_owned()));
     eventually(
-        "the follower to read 15 records",
+        "the follower to read every record",
         Duration::from_secs(60),
         || {
             let n = sink.records().len();
-            async move { n >= 15 }
+            async move { n >= expected }
         },
     )
     .await;
     stop.cancel();
     let report = task.await.expect("follower task").expect("follower");
-    let records: Vec<TransitionRecord> = sink.records();
-    let keys: HashSet<(OrderId, u64)> = records.iter().map(|r| (r.order_id, r.version)).collect();
-    assert_eq!(keys.len(), 15);
-    assert!(records.iter().all(|r| ids.contains(&r.order_id)));
     assert_eq!(report.dead_lettered, 0, "no record was undecodable");
+    sink.records()
 }
 
-against_both!(mixed_formats);
+async fn packed(broker: Broker) {
+    for format in [WireFormat::Json, WireFormat::Protobuf] {
+        let config = broker
+            .config_with("packed", 3, |c| {
+                c.with_wire_format(format).with_packed_transitions(true)
+            })
+            .await;
+        let store = Arc::new(MemoryStore::new());
+        let runner = Runner::builder(Lifecycle::ecommerce())
+            .with_store(store.clone())
+            .with_sink(Arc::new(KafkaTransitionSink::new(&config).expect("sink")))
+            .with_auto_advance(Dwell::None)
+            .build()
+            .expect("runner");
+        let running = Running::start(Arc::new(runner), &config);
+        let orders: Vec<Command> = (0..30)
+            .map(|_| Command::place(Purchase::example()))
+            .collect();
+        let ids: HashSet<OrderId> = orders.iter().map(Command::order_id).collect();
+        KafkaCommandSink::new(&config)
+            .expect("command sink")
+            .submit(&orders)
+            .await
+            .expect("submit");
+        eventually("every order to complete", Duration::from_secs(60), || {
+            let done = completed(&store, &ids) == ids.len();
+            async move { done }
+        })
+        .await;
+        running.stop().await;
+
+        // Where librdkafka's partitioner put each order's command.
+        let command_partition: std::collections::HashMap<Vec<u8>, i32> =
+            read_topic(&config, config.commands_topic())
+                .await
+                .iter()
+                .map(|m| (m.key().unwrap().to_vec(), m.partition()))
+                .collect();
+        let packs = read_topic(&config, config.transitions_topic()).await;
+        let pack_header = format!("{}-pack", format.header_value());
+        let mut records = Vec::new();
+        for pack in &packs {
+            assert_eq!(header(pack, HEADER_FORMAT), Some(pack_header.clone()));
+            let payload = pack.payload().unwrap();
+            let in_pack: Vec<TransitionRecord> = match format {
+                WireFormat::Json => serde_json::from_slice(payload).unwrap(),
+                _ => order_fsm_proto::decode_transition_pack(payload).unwrap(),
+            };
+            for r in &in_pack {
+                assert_eq!(
+                    command_partition[r.order_id.to_string().as_bytes()],
+                    pack.partition(),
+                    "{format}: an order's records are in its commands' partition"
+                );
+            }
+            records.extend(in_pack);
+        }
+        let keys: HashSet<(OrderId, u64)> =
+            records.iter().map(|r| (r.order_id, r.version)).collect();
+        assert_eq!(keys.len(), 150, "{format}: 30 orders × 5 records");
+        assert!(
+            packs.len() < 150,
+            "{format}: {} messages for 150 records",
+            packs.len()
+        );
+
+        // A follower configured for single JSON records reads the packs by their header.
+        let followed = follow_all(&config.clone().with_wire_format(WireFormat::Json), 150).await;
+        let followed: HashSet<(OrderId, u64)> =
+            followed.iter().map(|r| (r.order_id, r.version)).collect();
+        assert_eq!(followed, keys);
+    }
+}
+
+against_both!(mixed_formats, packed);

@@ -139,13 +139,51 @@ pub fn decode_command(payload: &[u8]) -> Result<Command, Error> {
 
 /// The protobuf payload (`order_fsm.v1.TransitionRecord`) of `record`.
 pub fn encode_transition(record: &TransitionRecord) -> Vec<u8> {
+    to_wire(record).encode_to_vec()
+}
+
+/// The protobuf payload (`order_fsm.v1.TransitionPack`) of `records`, in their order.
+pub fn encode_transition_pack<'a>(
+    records: impl IntoIterator<Item = &'a TransitionRecord>,
+) -> Vec<u8> {
+    v1::TransitionPack {
+        records: records.into_iter().map(to_wire).collect(),
+    }
+    .encode_to_vec()
+}
+
+/// The transition records in a protobuf payload (`order_fsm.v1.TransitionPack`), in order.
+///
+/// # Errors
+/// [`Error::Decode`] when the bytes are not a `TransitionPack`, or a record in it is
+/// invalid (the reason names the record's index and the field).
+pub fn decode_transition_pack(payload: &[u8]) -> Result<Vec<TransitionRecord>, Error> {
+    let pack = v1::TransitionPack::decode(payload).map_err(not_a("TransitionPack"))?;
+    pack.records
+        .into_iter()
+        .enumerate()
+        .map(|(i, wire)| {
+            from_wire(wire).map_err(|e| Error::Decode {
+                reason: format!("records[{i}]: {}", reason_of(e)),
+            })
+        })
+        .collect()
+}
+
+fn to_wire(record: &TransitionRecord) -> v1::TransitionRecord {
     v1::TransitionRecord {
         order_id: record.order_id.to_string(),
         transition: Some(transition_of(record)),
         placed_at_micros: record.placed_at.as_micros(),
         purchase: Some(v1::Purchase::from(&*record.purchase)),
     }
-    .encode_to_vec()
+}
+
+fn reason_of(e: Error) -> String {
+    match e {
+        Error::Decode { reason } => reason,
+        other => other.to_string(),
+    }
 }
 
 /// The transition record in a protobuf payload (`order_fsm.v1.TransitionRecord`).
@@ -154,7 +192,10 @@ pub fn encode_transition(record: &TransitionRecord) -> Vec<u8> {
 /// [`Error::Decode`] when the bytes are not a `TransitionRecord`, or a field is missing or
 /// invalid (the reason names it).
 pub fn decode_transition(payload: &[u8]) -> Result<TransitionRecord, Error> {
-    let wire = v1::TransitionRecord::decode(payload).map_err(not_a("TransitionRecord"))?;
+    from_wire(v1::TransitionRecord::decode(payload).map_err(not_a("TransitionRecord"))?)
+}
+
+fn from_wire(wire: v1::TransitionRecord) -> Result<TransitionRecord, Error> {
     let order_id = parse_id(&wire.order_id, "order_id")?;
     let t = wire.transition.ok_or_else(|| missing("transition"))?;
     let purchase = wire.purchase.ok_or_else(|| missing("purchase"))?;

@@ -8,8 +8,9 @@
 //!   `Purchase` and `Transition`).
 //! - Conversions to and from the core types: `v1::Purchase` ⇄ [`Purchase`](order_fsm::Purchase),
 //!   [`transition_of`] for a [`TransitionRecord`](order_fsm::TransitionRecord) as the service shows it.
-//! - The Kafka payloads: [`encode_command`] / [`decode_command`] and
-//!   [`encode_transition`] / [`decode_transition`]. Decoding checks every id and price and
+//! - The Kafka payloads: [`encode_command`] / [`decode_command`],
+//!   [`encode_transition`] / [`decode_transition`], and [`encode_transition_pack`] /
+//!   [`decode_transition_pack`] for several records in one message (ADR 8). Decoding checks every id and price and
 //!   fails with [`Error::Decode`](order_fsm::Error::Decode) naming the field, so a source can dead-letter the message
 //!   with its reason.
 //!
@@ -37,7 +38,8 @@ struct ReadmeDoctests;
 mod convert;
 
 pub use convert::{
-    decode_command, decode_transition, encode_command, encode_transition, transition_of,
+    decode_command, decode_transition, decode_transition_pack, encode_command, encode_transition,
+    encode_transition_pack, transition_of,
 };
 
 /// The generated protobuf messages of package `order_fsm.v1`.

@@ -63,6 +63,7 @@ fn base(orders: usize) -> EmbeddedConfig {
         duration: None,
         dashboard_addr: None,
         wire_format: order_fsm_kafka::WireFormat::Json,
+        packed_transitions: false,
     }
 }
 

@@ -82,6 +82,9 @@ struct Args {
     /// The format of commands and transition records on the topics: `json` or `proto`.
     #[arg(long, env = "ORDER_FSM_KAFKA_WIRE_FORMAT", default_value = "json")]
     wire_format: WireFormat,
+    /// Publish transition records in packs, one message per partition and runner batch.
+    #[arg(long)]
+    pack_transitions: bool,
     /// Where the summary, charts and outbox go.
     #[arg(long, default_value = "target/pipeline")]
     out: PathBuf,
@@ -118,7 +121,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .map(Purchase::from)
         .collect();
     println!(
-        "placing {} orders over {:?} ({} per request) with {} workers on {} partitions ({}, {})...",
+        "placing {} orders over {:?} ({} per request) with {} workers on {} partitions ({}, {}{})...",
         args.orders,
         args.intake,
         args.sending.batch,
@@ -127,7 +130,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         args.brokers
             .as_deref()
             .map_or("mock Kafka cluster".to_owned(), |b| format!("Kafka at {b}")),
-        args.wire_format
+        args.wire_format,
+        if args.pack_transitions { ", packed" } else { "" }
     );
     let run = embedded::run(EmbeddedConfig {
         purchases,
@@ -148,6 +152,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             .unwrap_or_else(|| embedded::backlog_limit(args.partitions)),
         dashboard_addr: args.dashboard_addr,
         wire_format: args.wire_format,
+        packed_transitions: args.pack_transitions,
     })
     .await?;
 

@@ -244,10 +244,11 @@ impl KafkaFollower {
             .payload()
             .ok_or_else(|| "no payload".to_owned())
             .and_then(|p| {
-                crate::codec::decode_transition(&message, self.format, p).map_err(|e| e.to_string())
+                crate::codec::decode_transitions(&message, self.format, p)
+                    .map_err(|e| e.to_string())
             });
         match decoded {
-            Ok(record) => batch.records.push(record),
+            Ok(records) => batch.records.extend(records),
             Err(reason) => {
                 let reason = format!("undecodable transition record: {reason}");
                 tracing::warn!(follower = %self.name, partition, offset, %reason, "dead-lettered");

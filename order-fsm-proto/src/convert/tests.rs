@@ -118,9 +118,16 @@ proptest! {
     }
 
     #[test]
+    fn packs_keep_every_record_in_order(records in proptest::collection::vec(record(), 0..8)) {
+        let bytes = encode_transition_pack(&records);
+        prop_assert_eq!(decode_transition_pack(&bytes).unwrap(), records);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
         let _ = decode_command(&bytes);
         let _ = decode_transition(&bytes);
+        let _ = decode_transition_pack(&bytes);
     }
 }
 
@@ -192,4 +199,25 @@ fn purchases_round_trip_and_bad_prices_name_the_field() {
         Err(Error::InvalidField { field, .. }) => assert_eq!(field, "price"),
         other => panic!("unexpected {other:?}"),
     }
+}
+
+#[test]
+fn a_bad_record_in_a_pack_is_named_by_its_index() {
+    let r = TransitionRecord::new(
+        OrderId::from_u128(1),
+        EventId::from_u128(2),
+        1,
+        "place",
+        "processing",
+        Timestamp::from_micros(5),
+        Arc::new(Purchase::example()),
+    );
+    let mut pack =
+        v1::TransitionPack::decode(&encode_transition_pack(&[r.clone(), r])[..]).unwrap();
+    pack.records[1].order_id = "nope".into();
+    let reason = reason(decode_transition_pack(&pack.encode_to_vec()).unwrap_err());
+    assert!(
+        reason.starts_with("records[1]: field `order_id`"),
+        "{reason}"
+    );
 }
