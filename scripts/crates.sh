@@ -24,6 +24,16 @@ echo "-- cargo publish --dry-run: $(echo $crates)"
 # Test, bench and example targets are left out of the packages on purpose (`include` in each
 # manifest: they need servers and the repository); cargo warns once per target.
 log=$(mktemp)
+# cargo verifies each package against the others through a local registry. Registry
+# packages count as immutable: their sources are unpacked under $CARGO_HOME/registry/src/-<hash>/
+# once, and their build outputs in target/ are reused by name and version, so a later run
+# would build today's crate against an earlier run's copy of its sibling (seen: the old build
+# script of order-fsm-grpc). Forget every copy and build of our own crates first (a fresh
+# clone's target/ has none; the workspace's own builds of them are simply redone).
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/order-fsm*
+target_dir=$(cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+rm -rf "$target_dir"/debug/.fingerprint/order-fsm-* "$target_dir"/debug/build/order-fsm-* \
+  "$target_dir"/debug/deps/*order_fsm*
 # shellcheck disable=SC2046
 if ! cargo publish --dry-run $(printf -- '-p %s ' $crates) >"$log" 2>&1; then
   cat "$log"
