@@ -59,6 +59,13 @@ async fn raw_publish(
                 .map_err(|(e, _)| format!("raw producer: {e}"))?,
         );
     }
+    await_deliveries(pending).await
+}
+
+/// Waits for every delivery report of a raw producer; the first failure is the error.
+pub(crate) async fn await_deliveries(
+    pending: Vec<rdkafka::producer::DeliveryFuture>,
+) -> Result<(), BoxError> {
     for delivery in pending {
         delivery
             .await

@@ -138,6 +138,26 @@ async fn source_only(config: &KafkaConfig, n: usize) -> Result<(Duration, Durati
     Ok((first.elapsed(), first - start))
 }
 
+/// A runner reading `source` in a task until the returned sender is used (or dropped).
+pub(crate) fn spawn_runner(
+    runner: &Arc<Runner>,
+    source: KafkaSource,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<order_fsm::RunReport, order_fsm::Error>>,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let runner = Arc::clone(runner);
+    let task = tokio::spawn(async move {
+        runner
+            .run(source, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    (stop, task)
+}
+
 /// The subject: transitions/s from the first record to the last, time to the first.
 async fn source_and_runner(config: &KafkaConfig, n: usize) -> Result<(f64, Duration), BoxError> {
     let sink = Arc::new(MemorySink::counting());
@@ -150,18 +170,7 @@ async fn source_and_runner(config: &KafkaConfig, n: usize) -> Result<(f64, Durat
             .build()?,
     );
     let started = Instant::now();
-    let source = KafkaSource::new(config)?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn({
-        let runner = Arc::clone(&runner);
-        async move {
-            runner
-                .run(source, async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let (stop, task) = spawn_runner(&runner, KafkaSource::new(config)?);
     let (mut seen, mut progress) = (0, Instant::now());
     let mut first = None;
     while sink.published() < n as u64 {

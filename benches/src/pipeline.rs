@@ -93,18 +93,7 @@ async fn subject(config: &KafkaConfig, orders: &[Command]) -> Result<f64, BoxErr
             .with_auto_advance(Dwell::None)
             .build()?,
     );
-    let source = KafkaSource::new(config)?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn({
-        let runner = Arc::clone(&runner);
-        async move {
-            runner
-                .run(source, async {
-                    let _ = stopped.await;
-                })
-                .await
-        }
-    });
+    let (stop, task) = crate::kafka_source::spawn_runner(&runner, KafkaSource::new(config)?);
     let sink = Arc::new(KafkaCommandSink::new(config)?);
     // One order to wait for the group to form.
     sink.submit(&placements(1)).await?;
@@ -259,16 +248,6 @@ fn enqueue(
     }
 }
 
-async fn await_all(pending: Vec<DeliveryFuture>) -> Result<(), BoxError> {
-    for delivery in pending {
-        delivery
-            .await
-            .map_err(|_| "raw producer: delivery canceled")?
-            .map_err(|(e, _)| format!("raw producer: {e}"))?;
-    }
-    Ok(())
-}
-
 /// The anchor: orders/s of the raw pair moving `capture`'s records on `config`'s topics.
 async fn anchor(config: &KafkaConfig, capture: Arc<Capture>) -> Result<f64, BoxError> {
     let producer = || -> Result<FutureProducer, BoxError> {
@@ -289,7 +268,12 @@ async fn anchor(config: &KafkaConfig, capture: Arc<Capture>) -> Result<f64, BoxE
     consumer.subscribe(&[config.commands_topic()])?;
     let warm_up = capture.commands.first().ok_or("nothing captured")?;
     let n = capture.commands.len() - 1;
-    await_all(vec![enqueue(&producer, config.commands_topic(), warm_up)?]).await?;
+    crate::kafka_sink::await_deliveries(vec![enqueue(
+        &producer,
+        config.commands_topic(),
+        warm_up,
+    )?])
+    .await?;
     let consumer = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         loop {
@@ -374,8 +358,8 @@ async fn anchor(config: &KafkaConfig, capture: Arc<Capture>) -> Result<f64, BoxE
             Ok(pending)
         })
     };
-    await_all(commands.await??).await?;
-    await_all(outputs.await??).await?;
+    crate::kafka_sink::await_deliveries(commands.await??).await?;
+    crate::kafka_sink::await_deliveries(outputs.await??).await?;
     Ok(n as f64 / started.elapsed().as_secs_f64())
 }
 

@@ -175,15 +175,7 @@ fn a_bad_field_is_named() {
 
 #[test]
 fn a_transition_record_without_its_change_is_refused() {
-    let r = TransitionRecord::new(
-        OrderId::from_u128(1),
-        EventId::from_u128(2),
-        1,
-        "place",
-        "processing",
-        Timestamp::from_micros(5),
-        Arc::new(Purchase::example()),
-    );
+    let r = placement_record();
     let mut wire = v1::TransitionRecord::decode(&encode_transition(&r)[..]).unwrap();
     wire.transition = None;
     assert!(reason(decode_transition(&wire.encode_to_vec()).unwrap_err()).contains("`transition`"));
@@ -203,15 +195,7 @@ fn purchases_round_trip_and_bad_prices_name_the_field() {
 
 #[test]
 fn a_bad_record_in_a_pack_is_named_by_its_index() {
-    let r = TransitionRecord::new(
-        OrderId::from_u128(1),
-        EventId::from_u128(2),
-        1,
-        "place",
-        "processing",
-        Timestamp::from_micros(5),
-        Arc::new(Purchase::example()),
-    );
+    let r = placement_record();
     let mut pack =
         v1::TransitionPack::decode(&encode_transition_pack(&[r.clone(), r])[..]).unwrap();
     pack.records[1].order_id = "nope".into();
@@ -220,4 +204,17 @@ fn a_bad_record_in_a_pack_is_named_by_its_index() {
         reason.starts_with("records[1]: field `order_id`"),
         "{reason}"
     );
+}
+
+/// The record of a placement, to take apart.
+fn placement_record() -> TransitionRecord {
+    TransitionRecord::new(
+        OrderId::from_u128(1),
+        EventId::from_u128(2),
+        1,
+        "place",
+        "processing",
+        Timestamp::from_micros(5),
+        Arc::new(Purchase::example()),
+    )
 }
