@@ -269,7 +269,7 @@ impl KafkaConfig {
         self
     }
 
-    /// Publish each [`crate::KafkaTransitionSink::publish`] call's records as one message per
+    /// Publish the records of each [`crate::KafkaTransitionSink`] `publish` call as one message per
     /// partition (a *pack*, header `json-pack` / `proto-pack`) instead of one message per
     /// record (ADR 8). Off by default. Each pack goes to the partition its records would
     /// have gone to one by one (librdkafka's default CRC-32 partitioner over the order id;
