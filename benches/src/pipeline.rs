@@ -299,7 +299,11 @@ async fn anchor(config: &KafkaConfig, capture: Arc<Capture>) -> Result<f64, BoxE
                 .collect::<Result<Vec<_>, _>>()
         })
     };
+    // The producers live until every delivery report is in: dropping a librdkafka producer
+    // purges what it still holds ("Purged in queue").
     let outputs = {
+        let (transitions_producer, state_producer) =
+            (transitions_producer.clone(), state_producer.clone());
         let topics: Arc<(String, String)> = Arc::new((
             config.transitions_topic().to_owned(),
             config.state_topic().to_owned(),
@@ -360,7 +364,9 @@ async fn anchor(config: &KafkaConfig, capture: Arc<Capture>) -> Result<f64, BoxE
     };
     crate::kafka_sink::await_deliveries(commands.await??).await?;
     crate::kafka_sink::await_deliveries(outputs.await??).await?;
-    Ok(n as f64 / started.elapsed().as_secs_f64())
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    drop((producer, transitions_producer, state_producer));
+    Ok(rate)
 }
 
 async fn fresh(
