@@ -172,10 +172,7 @@ pub(crate) async fn compare(
         bytes += encode(r, format)?.len();
     }
     let bytes = bytes / sample.len();
-    let (id_format, in_format) = match format {
-        WireFormat::Json => ("", "JSON"),
-        _ => ("proto.", "protobuf"),
-    };
+    let (id_format, in_format) = crate::format_labels(format, false);
     Ok(vec![r.finish(Spec {
         id: format!(
             "kafka.sink.{id_format}{}",

@@ -260,10 +260,7 @@ pub(crate) async fn compare(
         "lifecycle"
     };
     let suffix = if mock.is_some() { "mock" } else { "real" };
-    let (id_format, in_format) = match format {
-        WireFormat::Json => ("", "JSON"),
-        _ => ("proto.", "protobuf"),
-    };
+    let (id_format, in_format) = crate::format_labels(format, false);
     Ok(vec![r.finish(Spec {
         id: format!("kafka.source.{kind}.{id_format}{suffix}"),
         title: if placements {

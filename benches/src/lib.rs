@@ -103,6 +103,17 @@ fn service(var: &str) -> Result<String, String> {
     }
 }
 
+/// How a comparison's id and setup name the wire format: the id segment (`""`, `proto.`,
+/// `json-pack.`, `proto-pack.`) and the words.
+pub(crate) fn format_labels(format: WireFormat, packed: bool) -> (&'static str, &'static str) {
+    match (format, packed) {
+        (WireFormat::Json, false) => ("", "JSON"),
+        (WireFormat::Json, true) => ("json-pack.", "JSON in packs"),
+        (_, false) => ("proto.", "protobuf"),
+        (_, true) => ("proto-pack.", "protobuf in packs"),
+    }
+}
+
 /// Runs the suite and returns its report (failures are in it, not errors).
 pub async fn run_suite(options: &Options, allocator: &str) -> Report {
     let machine = Machine::read(allocator);
@@ -131,10 +142,7 @@ pub async fn run_suite(options: &Options, allocator: &str) -> Report {
     for brokers in [Ok(Brokers::Mock), real] {
         let suffix = brokers.as_ref().map_or("real", Brokers::suffix);
         for format in [WireFormat::Json, WireFormat::Protobuf] {
-            let in_format = match format {
-                WireFormat::Json => "",
-                _ => "proto.",
-            };
+            let (in_format, _) = format_labels(format, false);
             for placements in [false, true] {
                 let kind = if placements {
                     "placements"

@@ -432,12 +432,7 @@ pub(crate) async fn compare(
         r.push(a, s);
     }
     let suffix = if mock.is_some() { "mock" } else { "real" };
-    let (id_format, in_format) = match (format, packed) {
-        (WireFormat::Json, false) => ("", "JSON"),
-        (WireFormat::Json, true) => ("json-pack.", "JSON in packs"),
-        (_, false) => ("proto.", "protobuf"),
-        (_, true) => ("proto-pack.", "protobuf in packs"),
-    };
+    let (id_format, in_format) = crate::format_labels(format, packed);
     Ok(vec![r.finish(Spec {
         id: format!("pipeline.kafka.{id_format}{suffix}"),
         title: "worker pipeline (command sink → source → runner → state log + transition sink) \

@@ -1,15 +1,11 @@
-//! Conversions between the wire messages and the core types.
+//! Conversions between the wire messages and the core types. The messages' own conversions
+//! (`Purchase::try_from`, `transition_of`) live in `order-fsm-proto`; an order's view needs
+//! the lifecycle, so it is here.
 
-use order_fsm::{Error as CoreError, Lifecycle, OrderState, Purchase, TransitionRecord};
+use order_fsm::{Lifecycle, OrderState, TransitionRecord};
+use order_fsm_proto::transition_of;
 
 use crate::proto;
-
-/// A wire purchase as a core purchase (not yet validated). A bad price names `price`.
-pub(crate) fn purchase_from_proto(p: proto::Purchase) -> Result<Purchase, CoreError> {
-    Purchase::try_from(p)
-}
-
-pub(crate) use order_fsm_proto::transition_of as record_to_proto;
 
 pub(crate) fn order_to_proto(lifecycle: &Lifecycle, order: &OrderState) -> proto::Order {
     proto::Order {
@@ -22,7 +18,7 @@ pub(crate) fn order_to_proto(lifecycle: &Lifecycle, order: &OrderState) -> proto
         updated_at_micros: order.updated_at.as_micros(),
         history: TransitionRecord::all_of(lifecycle, order)
             .iter()
-            .map(record_to_proto)
+            .map(transition_of)
             .collect(),
     }
 }
@@ -30,7 +26,7 @@ pub(crate) fn order_to_proto(lifecycle: &Lifecycle, order: &OrderState) -> proto
 #[cfg(test)]
 mod tests {
     use super::*;
-    use order_fsm::{Engine, OrderId, Timestamp};
+    use order_fsm::{Engine, OrderId, Purchase, Timestamp};
 
     #[test]
     fn orders_carry_their_history_placement_first() {

@@ -5,13 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use order_fsm::intake::{self, BatchError, EventRequest, Intake, PlaceRequest, Placed};
-use order_fsm::{Engine, Error as CoreError, ListQuery, OrderId, OrderStore};
+use order_fsm::{Engine, Error as CoreError, ListQuery, OrderId, OrderStore, Purchase};
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::convert::{order_to_proto, purchase_from_proto};
+use crate::convert::order_to_proto;
 use crate::deadline::{budget, within};
 use crate::error::{invalid, to_status};
 use crate::proto;
@@ -56,7 +56,7 @@ fn place_request(
     let wire = req
         .purchase
         .ok_or_else(|| invalid("purchase", "is required"))?;
-    let mut request = PlaceRequest::new(purchase_from_proto(wire).map_err(core)?).with_actor(actor);
+    let mut request = PlaceRequest::new(Purchase::try_from(wire).map_err(core)?).with_actor(actor);
     request.idempotency_key = req.idempotency_key;
     Ok(request)
 }

@@ -2,7 +2,6 @@
 
 use order_fsm::{Error as CoreError, EventId, OrderId, Purchase, Timestamp};
 
-use crate::convert::purchase_from_proto;
 use crate::proto;
 use crate::GrpcError;
 #[cfg(doc)]
@@ -138,7 +137,7 @@ pub(crate) fn order_from_proto(o: proto::Order) -> Result<OrderView, GrpcError> 
         .ok_or_else(|| response_err(CoreError::invalid_field("purchase", "is missing")))?;
     Ok(OrderView {
         order_id: o.order_id.parse().map_err(response_err)?,
-        purchase: purchase_from_proto(purchase).map_err(response_err)?,
+        purchase: Purchase::try_from(purchase).map_err(response_err)?,
         status: o.status,
         version: o.version,
         terminal: o.terminal,

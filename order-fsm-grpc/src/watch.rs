@@ -12,9 +12,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tonic::Status;
 
-use crate::convert::record_to_proto;
 use crate::error::to_status;
 use crate::proto;
+use order_fsm_proto::transition_of;
 
 /// A [`TransitionSink`] that broadcasts every published batch to the server's `WatchOrder`
 /// streams. Add a clone to the runner (`RunnerBuilder::sink`) and give one to
@@ -205,7 +205,7 @@ async fn stopped(shutdown: &mut watch::Receiver<bool>) {
 }
 
 async fn send(tx: &Tx, record: &TransitionRecord, next: &mut u64) -> Sent {
-    if tx.send(Ok(record_to_proto(record))).await.is_err() {
+    if tx.send(Ok(transition_of(record))).await.is_err() {
         return Sent::Done;
     }
     *next = record.version + 1;

@@ -82,13 +82,8 @@ impl Backlog {
 /// For each partition: high watermark − the group's committed offset (or the low watermark
 /// where it committed nothing).
 fn measure(consumer: &BaseConsumer, topic: &str) -> Result<Vec<(i32, u64)>, KafkaError> {
-    let metadata = consumer.fetch_metadata(Some(topic), QUERY_TIMEOUT)?;
+    let partitions = crate::topics::partition_ids(consumer, topic, QUERY_TIMEOUT)?;
     let mut list = TopicPartitionList::new();
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
     for &p in &partitions {
         list.add_partition(topic, p);
     }

@@ -77,19 +77,13 @@ impl WireFormat {
 
     /// Headers holding [`HEADER_FORMAT`] for a pack in this format, with room for `more`.
     pub(crate) fn pack_headers(self, more: usize) -> OwnedHeaders {
-        let value = format!("{}{PACK_SUFFIX}", self.header_value());
-        OwnedHeaders::new_with_capacity(1 + more).insert(Header {
-            key: HEADER_FORMAT,
-            value: Some(&value),
-        })
+        format_headers(&format!("{}{PACK_SUFFIX}", self.header_value()), more)
     }
 
     /// The payload of a pack of `records` in this format.
     pub(crate) fn encode_pack(self, records: &[&TransitionRecord]) -> Result<Vec<u8>, Error> {
         match self {
-            Self::Json => serde_json::to_vec(records).map_err(|e| Error::Decode {
-                reason: e.to_string(),
-            }),
+            Self::Json => serde_json::to_vec(records).map_err(json_error),
             Self::Protobuf => Ok(order_fsm_proto::encode_transition_pack(
                 records.iter().copied(),
             )),
@@ -99,27 +93,20 @@ impl WireFormat {
     /// The transition records in a pack of this format.
     fn decode_pack(self, payload: &[u8]) -> Result<Vec<TransitionRecord>, Error> {
         match self {
-            Self::Json => serde_json::from_slice(payload).map_err(|e| Error::Decode {
-                reason: e.to_string(),
-            }),
+            Self::Json => serde_json::from_slice(payload).map_err(json_error),
             Self::Protobuf => order_fsm_proto::decode_transition_pack(payload),
         }
     }
 
     /// Headers holding [`HEADER_FORMAT`] for this format, with room for `more`.
     pub(crate) fn headers(self, more: usize) -> OwnedHeaders {
-        OwnedHeaders::new_with_capacity(1 + more).insert(Header {
-            key: HEADER_FORMAT,
-            value: Some(self.header_value()),
-        })
+        format_headers(self.header_value(), more)
     }
 
     /// The payload of `record` in this format.
     pub(crate) fn encode_transition(self, record: &TransitionRecord) -> Result<Vec<u8>, Error> {
         match self {
-            Self::Json => serde_json::to_vec(record).map_err(|e| Error::Decode {
-                reason: e.to_string(),
-            }),
+            Self::Json => serde_json::to_vec(record).map_err(json_error),
             Self::Protobuf => Ok(order_fsm_proto::encode_transition(record)),
         }
     }
@@ -127,9 +114,7 @@ impl WireFormat {
     /// The transition record in a payload of this format.
     pub(crate) fn decode_transition(self, payload: &[u8]) -> Result<TransitionRecord, Error> {
         match self {
-            Self::Json => serde_json::from_slice(payload).map_err(|e| Error::Decode {
-                reason: e.to_string(),
-            }),
+            Self::Json => serde_json::from_slice(payload).map_err(json_error),
             Self::Protobuf => order_fsm_proto::decode_transition(payload),
         }
     }
@@ -148,6 +133,21 @@ impl WireFormat {
             Self::Json => &JsonCodec,
             Self::Protobuf => &ProtoCodec,
         }
+    }
+}
+
+/// Headers holding [`HEADER_FORMAT`] = `value`, with room for `more`.
+fn format_headers(value: &str, more: usize) -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(1 + more).insert(Header {
+        key: HEADER_FORMAT,
+        value: Some(value),
+    })
+}
+
+/// A JSON (de)serialization failure, as the decode error sources dead-letter with.
+fn json_error(e: serde_json::Error) -> Error {
+    Error::Decode {
+        reason: e.to_string(),
     }
 }
 
@@ -207,15 +207,11 @@ pub struct JsonCodec;
 
 impl CommandCodec for JsonCodec {
     fn encode(&self, command: &Command) -> Result<Vec<u8>, Error> {
-        serde_json::to_vec(command).map_err(|e| Error::Decode {
-            reason: e.to_string(),
-        })
+        serde_json::to_vec(command).map_err(json_error)
     }
 
     fn decode(&self, payload: &[u8]) -> Result<Command, Error> {
-        serde_json::from_slice(payload).map_err(|e| Error::Decode {
-            reason: e.to_string(),
-        })
+        serde_json::from_slice(payload).map_err(json_error)
     }
 
     fn format(&self) -> Option<WireFormat> {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use order_fsm::{Error, TransitionRecord};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::error::{KafkaError as ClientError, RDKafkaErrorCode};
 use rdkafka::message::Header;
 use tokio::sync::OnceCell;
@@ -57,13 +57,16 @@ impl Packing {
 
     /// The transitions topic's partition count, asked of the brokers on first use.
     async fn partitions(&self) -> Result<i32, KafkaError> {
-        let config = self.config.clone();
         let count = self
             .partitions
-            .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || partition_count(&config))
-                    .await
-                    .map_err(|_| KafkaError::Canceled)?
+            .get_or_try_init(|| {
+                // Cloned only on the first call: every publish asks.
+                let config = self.config.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || partition_count(&config))
+                        .await
+                        .map_err(|_| KafkaError::Canceled)?
+                }
             })
             .await?;
         Ok(*count)
@@ -127,14 +130,9 @@ pub(crate) fn partition_of(key: &[u8], partitions: i32) -> i32 {
 
 fn partition_count(config: &KafkaConfig) -> Result<i32, KafkaError> {
     let client: BaseConsumer = config.reader_config(&[]).create()?;
-    let topic = config.transitions_topic();
-    let metadata = client.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
-    let partitions = metadata
-        .topics()
-        .iter()
-        .find(|t| t.name() == topic)
-        .map_or(0, |t| t.partitions().len());
-    match i32::try_from(partitions) {
+    let partitions =
+        crate::topics::partition_ids(&client, config.transitions_topic(), METADATA_TIMEOUT)?;
+    match i32::try_from(partitions.len()) {
         Ok(count) if count > 0 => Ok(count),
         // Not created yet, or not known to this broker yet: retry.
         _ => Err(KafkaError::Unavailable(ClientError::MetadataFetch(

@@ -230,11 +230,7 @@ impl KafkaCommandSink {
     /// # Errors
     /// [`KafkaError::Config`] for an invalid property.
     pub fn new(config: &KafkaConfig) -> Result<Self, KafkaError> {
-        Ok(Self {
-            producer: Producer::new(config, config.commands_topic())?,
-            codec: config.wire_format().shared_codec(),
-            backlog: None,
-        })
+        Self::build(config, config.wire_format().shared_codec())
     }
 
     /// A sink encoding commands with `codec`.
@@ -242,9 +238,13 @@ impl KafkaCommandSink {
     /// # Errors
     /// [`KafkaError::Config`] for an invalid property.
     pub fn with_codec(config: &KafkaConfig, codec: impl CommandCodec) -> Result<Self, KafkaError> {
+        Self::build(config, Arc::new(codec))
+    }
+
+    fn build(config: &KafkaConfig, codec: Arc<dyn CommandCodec>) -> Result<Self, KafkaError> {
         Ok(Self {
             producer: Producer::new(config, config.commands_topic())?,
-            codec: Arc::new(codec),
+            codec,
             backlog: None,
         })
     }

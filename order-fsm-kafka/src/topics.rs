@@ -11,6 +11,23 @@ use tokio::time::Instant;
 
 use crate::{KafkaConfig, KafkaError};
 
+/// The partition ids of `topic`, as the brokers' metadata lists them (none while the topic
+/// does not exist yet).
+pub(crate) fn partition_ids(
+    consumer: &rdkafka::consumer::BaseConsumer,
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<i32>, KafkaError> {
+    use rdkafka::consumer::Consumer;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    Ok(metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic)
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect())
+}
+
 fn names(config: &KafkaConfig) -> [&str; 4] {
     [
         config.commands_topic(),

@@ -122,12 +122,7 @@ fn nudge(
 
 /// Per partition: `(high watermark, committed offset or the low watermark)`.
 fn offsets(consumer: &BaseConsumer, topic: &str) -> Result<HashMap<i32, (i64, i64)>, KafkaError> {
-    let metadata = consumer.fetch_metadata(Some(topic), QUERY_TIMEOUT)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
+    let partitions = crate::topics::partition_ids(consumer, topic, QUERY_TIMEOUT)?;
     let mut list = TopicPartitionList::new();
     for &p in &partitions {
         list.add_partition(topic, p);
