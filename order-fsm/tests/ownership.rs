@@ -278,3 +278,140 @@ async fn a_failing_sink_is_retried_alone_and_the_others_get_each_record_once() {
         .collect();
     assert_eq!(distinct.len(), 50);
 }
+
+/// A sink that holds every publish until its gate opens, like a broker slow to answer.
+struct Gated {
+    open: tokio::sync::watch::Receiver<bool>,
+    inner: MemorySink,
+}
+
+#[async_trait]
+impl order_fsm::TransitionSink for Gated {
+    async fn publish(&self, records: &[order_fsm::TransitionRecord]) -> Result<(), Error> {
+        let mut open = self.open.clone();
+        open.wait_for(|open| *open)
+            .await
+            .expect("the test holds the gate");
+        self.inner.publish(records).await
+    }
+}
+
+/// A state log without marks, so the runner takes no checkpoint: a checkpoint waits for
+/// every publish in flight, which this test holds.
+struct WithoutMarks(Arc<MemoryStateLog>);
+
+#[async_trait]
+impl StateLog for WithoutMarks {
+    async fn append(&self, changes: &[order_fsm::StateChange]) -> Result<(), Error> {
+        self.0.append(changes).await
+    }
+    async fn forget(&self, partition: i32, orders: &[OrderId]) -> Result<(), Error> {
+        self.0.forget(partition, orders).await
+    }
+    async fn restore(&self, partition: i32) -> Result<Vec<order_fsm::StateChange>, Error> {
+        self.0.restore(partition).await
+    }
+}
+
+/// Waits until `condition` holds, for at most 5 s.
+async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A worker makes its next batch durable while the previous one is being published (one
+/// broker round trip per batch, not two), yet a crash at that moment loses no record: the
+/// next batch's change says that nothing of the order was published yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_batch_is_made_durable_during_a_publish_and_a_crash_then_loses_nothing() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    let lifecycle = Lifecycle::ecommerce();
+    let log = Arc::new(MemoryStateLog::new());
+    let (gate, open) = tokio::sync::watch::channel(false);
+    let sink = Arc::new(Gated {
+        open,
+        inner: MemorySink::new(),
+    });
+    let runner = Runner::builder(lifecycle.clone())
+        .with_state_log(Arc::new(WithoutMarks(log.clone())))
+        .with_sink(sink.clone())
+        .with_workers(1)
+        .build()
+        .expect("runner");
+    let (tx, rx) = mpsc::unbounded_channel();
+    let run = tokio::spawn(async move { runner.run(Scripted(rx), std::future::pending()).await });
+    let acked = Arc::new(AtomicU64::new(0));
+    let send = |offset: i64, command: Command| {
+        let acked = Arc::clone(&acked);
+        let ack = Ack::new(move || {
+            acked.fetch_add(1, SeqCst);
+        });
+        tx.send(SourceEvent::Command(Envelope::new(
+            command,
+            Origin::new(0, offset),
+            ack,
+        )))
+        .unwrap();
+    };
+    let logged_version = |id: OrderId| {
+        let log = Arc::clone(&log);
+        async move {
+            let changes = log.restore(0).await.unwrap();
+            changes.into_iter().find(|c| c.state.id == id)
+        }
+    };
+
+    tx.send(SourceEvent::Assigned(vec![0])).unwrap();
+    let place = Command::place(Purchase::example());
+    let id = place.order_id();
+    send(0, place);
+    eventually("the placement is durable", async || {
+        logged_version(id)
+            .await
+            .is_some_and(|c| c.state.version == 1)
+    })
+    .await;
+    // Its publish is held at the gate; the next command of the order is planned on top.
+    send(1, Command::apply(id, "prepare"));
+    eventually(
+        "the next batch is durable while the first is being published",
+        async || {
+            logged_version(id)
+                .await
+                .is_some_and(|c| c.state.version == 2)
+        },
+    )
+    .await;
+    assert_eq!(acked.load(SeqCst), 0, "nothing is acknowledged unpublished");
+    assert!(sink.inner.records().is_empty());
+
+    // A crash now: the next owner restores version 2 and must publish versions 1 and 2.
+    let change = logged_version(id).await.expect("logged");
+    let republished: Vec<u64> = change
+        .unpublished(&lifecycle)
+        .iter()
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(republished, [1, 2], "the record of the batch in flight too");
+
+    // No crash: both batches are published in order, then acknowledged.
+    gate.send_replace(true);
+    eventually("both commands are acknowledged", async || {
+        acked.load(SeqCst) == 2
+    })
+    .await;
+    let published: Vec<u64> = sink
+        .inner
+        .records()
+        .iter()
+        .filter(|r| r.order_id == id)
+        .map(|r| r.version)
+        .collect();
+    assert_eq!(published, [1, 2]);
+    drop(tx);
+    let report = run.await.unwrap().unwrap();
+    assert_eq!((report.acked, report.unacked), (2, 0));
+}

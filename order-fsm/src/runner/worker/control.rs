@@ -45,11 +45,8 @@ impl Worker {
                         "publishing again what the previous owner may not have"
                     );
                 }
-                if let (Some(sink), false) = (&shared.sink, records.is_empty()) {
-                    let (mut attempt, mut accepted) = (0, Vec::new());
-                    while let Err(e) = sink.publish_pending(&records, &mut accepted).await {
-                        self.retry_after(&mut attempt, e, "transition sink").await?;
-                    }
+                if !records.is_empty() {
+                    super::publish::publish(&shared, &mut self.stop, self.id, &records).await?;
                 }
             }
             Work::Revoke { partitions, done } => {

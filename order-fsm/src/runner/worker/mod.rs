@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 mod control;
 mod plan;
+mod publish;
 
 use super::metrics::BatchTally;
 use super::ownership::Ownership;
@@ -92,6 +93,10 @@ pub(crate) struct Worker {
     ownership: Ownership,
     /// An adoption or revocation taken from the queue, handled once the batch before it is.
     control: Option<Work>,
+    /// The durable batch whose records are being published, if any.
+    publishing: Option<publish::Publishing>,
+    /// Commands of batches whose publish was cut short: left for redelivery.
+    abandoned: u64,
 }
 
 /// One new state of a batch, with the version the store had.
@@ -151,6 +156,8 @@ impl Worker {
             acked: 0,
             ownership: Ownership::default(),
             control: None,
+            publishing: None,
+            abandoned: 0,
         }
     }
 
@@ -178,12 +185,17 @@ impl Worker {
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
         sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            if *self.stop.borrow() || (!commands_open && self.pending_timers == 0) {
+            let idle = !commands_open && self.pending_timers == 0 && self.publishing.is_none();
+            if *self.stop.borrow() || idle {
                 break;
             }
+            let mut step = Ok(());
             tokio::select! {
                 biased;
                 _ = self.stop.changed() => break,
+                result = publish::wait(&mut self.publishing), if self.publishing.is_some() => {
+                    step = self.published(result);
+                }
                 Some(work) = self.timers_rx.recv() => {
                     self.pending_timers -= 1;
                     self.take(work, &mut batch);
@@ -210,14 +222,16 @@ impl Worker {
                 };
                 self.take(work, &mut batch);
             }
-            let mut step = if batch.is_empty() {
-                Ok(())
-            } else {
-                self.process(&mut batch).await
-            };
+            if step.is_ok() && !batch.is_empty() {
+                step = self.process(&mut batch).await;
+            }
             if step.is_ok() {
                 if let Some(control) = self.control.take() {
-                    step = self.control(control).await;
+                    // What came before a control item is finished first: published too.
+                    step = self.finish_publishing().await;
+                    if step.is_ok() {
+                        step = self.control(control).await;
+                    }
                 }
             }
             if step.is_ok() {
@@ -236,12 +250,23 @@ impl Worker {
                 }
             }
         }
+        // A batch being published is finished as on the way, unless the worker failed.
+        if self.publishing.is_some() {
+            if outcome.is_err() {
+                if let Some(publishing) = self.publishing.take() {
+                    self.abandoned += publishing.abandon();
+                }
+            } else {
+                match self.finish_publishing().await {
+                    Ok(()) => {}
+                    Err(Interrupted::Stopped) => interrupted = true,
+                    Err(Interrupted::Failed(e)) => outcome = Err(e),
+                }
+            }
+        }
         // Whatever is left was never applied: it stays unacknowledged for redelivery.
         self.commands.close();
-        let mut unacked = batch
-            .iter()
-            .filter(|w| matches!(w, Work::Command { .. }))
-            .count() as u64;
+        let mut unacked = self.abandoned + publish::commands_in(&batch);
         while let Ok(work) = self.commands.try_recv() {
             unacked += u64::from(matches!(work, Work::Command { .. }));
         }
@@ -277,54 +302,61 @@ impl Worker {
         error: Error,
         what: &str,
     ) -> Result<(), Interrupted> {
-        if !(error.is_retryable() && self.shared.retry.allows(*attempt + 1)) {
-            return Err(Interrupted::Failed(error));
-        }
-        *attempt += 1;
-        tracing::warn!(worker = self.id, attempt = *attempt, error = %error, "{what} failed, retrying");
-        self.backoff(*attempt).await
+        publish::retry_after(&self.shared, &mut self.stop, self.id, attempt, error, what).await
     }
 
     /// Plans, makes durable, publishes and acknowledges one batch, retrying what may
     /// succeed later. On success the batch is drained; on interruption it is left as it was.
+    ///
+    /// With a state log the batch's publish may still be in flight on return (see
+    /// [`publish`]): it is finished before the next batch is published, before a control
+    /// item, and at the end of the run.
     async fn process(&mut self, batch: &mut Vec<Work>) -> Result<(), Interrupted> {
-        let _in_flight = crate::telemetry::InFlight::start();
-        let plan = if self.shared.state_log.is_some() {
-            self.decide(batch).await?
+        let in_flight = crate::telemetry::InFlight::start();
+        if self.shared.state_log.is_none() {
+            let plan = self.decide_shared(batch).await?;
+            let settle = self.settlement(batch, plan.held, plan.timers, in_flight);
+            self.settle(settle);
+            return Ok(());
+        }
+        let (plan, published_up_to) = self.decide(batch).await?;
+        // The previous batch is published and acknowledged before this one is published.
+        self.finish_publishing().await?;
+        let settle = self.settlement(batch, plan.held, plan.timers, in_flight);
+        if self.shared.sink.is_some() && !plan.records.is_empty() {
+            self.start_publishing(plan.records, published_up_to, settle);
         } else {
-            self.decide_shared(batch).await?
-        };
-        let now = Instant::now();
-        for work in batch.drain(..) {
-            if let Work::Command { envelope, received } = work {
-                envelope.ack.ack();
-                self.acked += 1;
-                self.tally
-                    .processing_micros
-                    .push(received.elapsed().as_micros() as u64);
-            }
+            self.settle(settle);
         }
-        let mut partitions: HashMap<OrderId, i32> = HashMap::new();
-        for &(partition, order, terminal) in &plan.held {
-            self.ownership.hold(partition, order, terminal, now);
-            if !plan.timers.is_empty() {
-                partitions.insert(order, partition);
-            }
-        }
-        for (order_id, version, delay) in plan.timers {
-            let owner = partitions
-                .get(&order_id)
-                .map(|&p| (p, self.ownership.epoch(p)));
-            self.arm(order_id, version, owner, delay);
-        }
-        self.shared.metrics.record(self.id, &self.tally);
         Ok(())
     }
 
+    /// Moves a decided batch and its tally out, to be settled once published.
+    fn settlement(
+        &mut self,
+        batch: &mut Vec<Work>,
+        held: Vec<(i32, OrderId, bool)>,
+        timers: Vec<(OrderId, u64, Duration)>,
+        in_flight: crate::telemetry::InFlight,
+    ) -> publish::Settle {
+        let work = std::mem::replace(batch, Vec::with_capacity(self.shared.max_batch));
+        publish::Settle {
+            work,
+            held,
+            timers,
+            tally: std::mem::take(&mut self.tally),
+            in_flight,
+        }
+    }
+
     /// With a state log: plan once, then make exactly that plan durable (dead letters, the
-    /// state log, the store) and publish it, retrying each step with the same content, so an
-    /// `(order, version)` never gets two contents.
-    async fn decide(&mut self, batch: &[Work]) -> Result<Plan, Interrupted> {
+    /// state log, the store), retrying each step with the same content, so an
+    /// `(order, version)` never gets two contents. Returns the plan with, for each order it
+    /// changed, the version whose records were published before (for the next batch).
+    async fn decide(
+        &mut self,
+        batch: &[Work],
+    ) -> Result<(Plan, HashMap<OrderId, u64>), Interrupted> {
         let shared = Arc::clone(&self.shared);
         let mut attempt = 0;
         let mut plan = loop {
@@ -342,6 +374,7 @@ impl Worker {
         }
         let lifecycle = shared.engine.lifecycle();
         let mut changes = Vec::with_capacity(plan.writes.len());
+        let mut published = HashMap::with_capacity(plan.writes.len());
         for write in std::mem::take(&mut plan.writes) {
             match write.partition {
                 Some(partition) => {
@@ -350,10 +383,17 @@ impl Worker {
                         write.state.id,
                         lifecycle.is_terminal(write.state.status),
                     ));
+                    // The batch in flight may not have published the stored version yet.
+                    let published_up_to = self
+                        .publishing
+                        .as_ref()
+                        .and_then(|p| p.published_up_to(write.state.id))
+                        .unwrap_or(write.expected);
+                    published.insert(write.state.id, published_up_to);
                     changes.push(StateChange {
                         partition,
                         state: write.state,
-                        published_up_to: write.expected,
+                        published_up_to,
                     });
                 }
                 None => {
@@ -369,14 +409,7 @@ impl Worker {
             self.retrying("store", || shared.store.put(change.state.clone()))
                 .await?;
         }
-        if let (Some(sink), false) = (&shared.sink, plan.records.is_empty()) {
-            // A retry goes only to the sinks that failed: the others already have the records.
-            let (mut attempt, mut accepted) = (0, Vec::new());
-            while let Err(e) = sink.publish_pending(&plan.records, &mut accepted).await {
-                self.retry_after(&mut attempt, e, "transition sink").await?;
-            }
-        }
-        Ok(plan)
+        Ok((plan, published))
     }
 
     /// Without a state log (the store is shared or the only copy): publish, then
@@ -393,13 +426,6 @@ impl Worker {
                 Ok(plan) => return Ok(plan),
                 Err(e) => self.retry_after(&mut attempt, e, "batch").await?,
             }
-        }
-    }
-
-    async fn backoff(&mut self, attempt: u32) -> Result<(), Interrupted> {
-        tokio::select! {
-            _ = tokio::time::sleep(self.shared.retry.backoff(attempt)) => Ok(()),
-            _ = self.stop.changed() => Err(Interrupted::Stopped),
         }
     }
 
