@@ -39,6 +39,11 @@ struct Args {
     /// Runner workers (parallel orders) in this process.
     #[arg(long, default_value_t = 8)]
     workers: usize,
+    /// Most commands a runner worker plans, makes durable and publishes in one round trip.
+    /// Batches only grow this large under a backlog; a broker farther away than loopback
+    /// gains from larger ones.
+    #[arg(long, env = "ORDER_FSM_MAX_BATCH", default_value_t = 256)]
+    max_batch: usize,
     /// Seconds a finished order stays in this worker's memory (recognising redelivered
     /// commands) before it is dropped from memory and from the state topic.
     #[arg(long, env = "ORDER_FSM_RETENTION_SECS", default_value_t = 60)]
@@ -69,6 +74,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .with_sink(Arc::new(KafkaTransitionSink::new(&kafka)?))
         .with_dead_letters(Arc::new(KafkaDeadLetterSink::new(&kafka)?))
         .with_workers(args.workers)
+        .with_max_batch(args.max_batch)
         .with_auto_advance(args.dwell.dwell());
     if let Some(elastic) = elastic {
         runner = runner.with_metrics_sink(Arc::new(elastic), Duration::from_secs(1));
