@@ -3,10 +3,10 @@
 
 use std::str::FromStr;
 
-use order_fsm::{Command, Error, TransitionRecord};
+use order_fsm::{Command, Error, StateRecord, TransitionRecord};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 
-/// Header naming the encoding of a command or transition record's payload: `json` or
+/// Header naming the encoding of a command, transition record or state record's payload: `json` or
 /// `proto` ([`WireFormat::header_value`]), and for several transition records in one
 /// message ([`crate::KafkaConfig::with_packed_transitions`]) `json-pack` (a JSON array) or
 /// `proto-pack` (`order_fsm.v1.TransitionPack`). Every producer of this crate sets it; a
@@ -18,7 +18,7 @@ pub const HEADER_FORMAT: &str = "ofsm-format";
 /// The suffix of [`HEADER_FORMAT`] values of packs.
 const PACK_SUFFIX: &str = "-pack";
 
-/// The encoding of commands and transition records on the wire
+/// The encoding of commands, transition records and state records on the wire
 /// ([`crate::KafkaConfig::with_wire_format`]).
 ///
 /// Switching a deployment to [`WireFormat::Protobuf`]: upgrade every reader (workers,
@@ -30,8 +30,9 @@ pub enum WireFormat {
     /// JSON, [`Command`]'s and [`TransitionRecord`]'s serde form (the default).
     #[default]
     Json,
-    /// Protobuf, the messages `order_fsm.v1.CommandRecord` and `order_fsm.v1.TransitionRecord`
-    /// of `order-fsm-proto` (which reuse the gRPC service's `Purchase` and `Transition`).
+    /// Protobuf, the messages `order_fsm.v1.CommandRecord`, `TransitionRecord` and
+    /// `StateRecord` of `order-fsm-proto` (which reuse the gRPC service's `Purchase` and
+    /// `Transition`).
     Protobuf,
 }
 
@@ -116,6 +117,22 @@ impl WireFormat {
         match self {
             Self::Json => serde_json::from_slice(payload).map_err(json_error),
             Self::Protobuf => order_fsm_proto::decode_transition(payload),
+        }
+    }
+
+    /// The payload of a state record (the state topic, ADR 4) in this format.
+    pub(crate) fn encode_state(self, record: &StateRecord) -> Result<Vec<u8>, Error> {
+        match self {
+            Self::Json => serde_json::to_vec(record).map_err(json_error),
+            Self::Protobuf => Ok(order_fsm_proto::encode_state(record)),
+        }
+    }
+
+    /// The state record in a payload of this format.
+    pub(crate) fn decode_state(self, payload: &[u8]) -> Result<StateRecord, Error> {
+        match self {
+            Self::Json => serde_json::from_slice(payload).map_err(json_error),
+            Self::Protobuf => order_fsm_proto::decode_state(payload),
         }
     }
 

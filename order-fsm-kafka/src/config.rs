@@ -259,10 +259,11 @@ impl KafkaConfig {
         self
     }
 
-    /// The format producers write commands and transition records in (default
-    /// [`WireFormat::Json`]); each message names it in the [`crate::HEADER_FORMAT`] header.
-    /// Readers decode each message by its header whatever this says, and read a message
-    /// without the header in this format. Upgrade every reader before switching producers
+    /// The format producers write commands, transition records and state records in
+    /// (default [`WireFormat::Json`]); each message names it in the [`crate::HEADER_FORMAT`]
+    /// header. Readers decode each message by its header whatever this says, and read a
+    /// message without the header in this format (a state record without it as JSON, what
+    /// every state record was before the header). Upgrade every reader before switching producers
     /// to [`WireFormat::Protobuf`].
     pub fn with_wire_format(mut self, format: WireFormat) -> Self {
         self.wire_format = format;

@@ -13,7 +13,7 @@ use order_fsm::{
     ecommerce, Engine, Event, EventKind, Lifecycle, OrderId, OrderState, Purchase, StateChange,
     StateLog, StateRecord, Timestamp,
 };
-use order_fsm_kafka::{KafkaConfig, KafkaStateLog};
+use order_fsm_kafka::{KafkaConfig, KafkaStateLog, WireFormat, HEADER_FORMAT};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
 
@@ -397,7 +397,69 @@ async fn a_checkpoint_covers_what_was_appended_before_its_mark(broker: Broker) {
     }
 }
 
+/// A deployment switched to protobuf: its state topic holds JSON records (header-less, from
+/// before the header, and `json`) and protobuf ones, and a restore reads them all, whatever
+/// the reader's own format.
+async fn a_log_switched_to_protobuf_restores_both_formats(broker: Broker) {
+    let json = broker.config("changelog-formats", 1).await;
+    let proto = json.clone().with_wire_format(WireFormat::Protobuf);
+    let (json_writer, proto_writer) = (log(&json), log(&proto));
+    assert!(json_writer
+        .restore(0)
+        .await
+        .expect("restore empty")
+        .is_empty());
+    let mut orders = Orders::new();
+    let (a, b, c) = (orders.place(), orders.place(), orders.place());
+    json_writer
+        .append(&[change(0, &a), change(0, &b)])
+        .await
+        .expect("append JSON");
+    // A record from before the format header: JSON without it.
+    let old = orders.place();
+    let record = serde_json::to_vec(&StateRecord::of_change(&lifecycle(), &change(0, &old)))
+        .expect("encode");
+    produce_raw(&json, 0, &old.id.to_string(), &record).await;
+    assert!(proto_writer.restore(0).await.expect("restore").len() == 3);
+    let b2 = orders.advance(&b);
+    proto_writer
+        .append(&[change(0, &b2), change(0, &c)])
+        .await
+        .expect("append protobuf");
+
+    let formats: Vec<Option<String>> = common::read_topic(&json, json.state_topic())
+        .await
+        .iter()
+        .map(|m| common::header(m, HEADER_FORMAT))
+        .collect();
+    assert_eq!(
+        formats,
+        [
+            Some("json"),
+            Some("json"),
+            None,
+            Some("proto"),
+            Some("proto")
+        ]
+        .map(|f| f.map(String::from)),
+        "each record names its format, but the one from before the header"
+    );
+    let expected: HashMap<OrderId, StateChange> = [
+        change(0, &a),
+        change(0, &old),
+        change(0, &b2),
+        change(0, &c),
+    ]
+    .into_iter()
+    .map(|c| (c.state.id, c))
+    .collect();
+    for (what, config) in [("a JSON reader", &json), ("a protobuf reader", &proto)] {
+        assert_same(what, &restore_map(&log(config), 0).await, &expected);
+    }
+}
+
 against_both!(
+    a_log_switched_to_protobuf_restores_both_formats,
     a_checkpoint_covers_what_was_appended_before_its_mark,
     a_new_log_restores_the_latest_live_states,
     restore_cost_depends_on_live_orders,

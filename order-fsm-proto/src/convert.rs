@@ -8,6 +8,9 @@ use prost::Message;
 
 use crate::v1;
 
+mod state;
+pub use state::{decode_state, encode_state};
+
 /// A wire purchase as a core purchase (not yet validated). A bad price names `price`.
 impl TryFrom<v1::Purchase> for Purchase {
     type Error = Error;

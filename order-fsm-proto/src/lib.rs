@@ -5,12 +5,13 @@
 //! - [`v1`]: the prost messages of `proto/order_fsm/v1/order_service.proto` (the service's
 //!   requests, responses, `Purchase`, `Transition`, `Order`) and
 //!   `proto/order_fsm/v1/records.proto` (`CommandRecord`, `TransitionRecord`, which reuse
-//!   `Purchase` and `Transition`).
+//!   `Purchase` and `Transition`, `TransitionPack` and `StateRecord`).
 //! - Conversions to and from the core types: `v1::Purchase` ⇄ [`Purchase`](order_fsm::Purchase),
 //!   [`transition_of`] for a [`TransitionRecord`](order_fsm::TransitionRecord) as the service shows it.
 //! - The Kafka payloads: [`encode_command`] / [`decode_command`],
 //!   [`encode_transition`] / [`decode_transition`], and [`encode_transition_pack`] /
-//!   [`decode_transition_pack`] for several records in one message (ADR 8). Decoding checks every id and price and
+//!   [`decode_transition_pack`] for several records in one message (ADR 8), and
+//!   [`encode_state`] / [`decode_state`] for the state topic's records (ADR 4). Decoding checks every id and price and
 //!   fails with [`Error::Decode`](order_fsm::Error::Decode) naming the field, so a source can dead-letter the message
 //!   with its reason.
 //!
@@ -38,8 +39,8 @@ struct ReadmeDoctests;
 mod convert;
 
 pub use convert::{
-    decode_command, decode_transition, decode_transition_pack, encode_command, encode_transition,
-    encode_transition_pack, transition_of,
+    decode_command, decode_state, decode_transition, decode_transition_pack, encode_command,
+    encode_state, encode_transition, encode_transition_pack, transition_of,
 };
 
 /// The generated protobuf messages of package `order_fsm.v1`.

@@ -287,6 +287,26 @@ pub struct HistoryRecord {
     pub actor: Option<String>,
 }
 
+impl HistoryRecord {
+    /// Event `event_id` named `event` led to state `to` at `at`; no reason, no actor. The
+    /// fields are public to fill in the rest.
+    pub fn new(
+        event_id: EventId,
+        event: impl Into<Cow<'static, str>>,
+        to: impl Into<Cow<'static, str>>,
+        at: Timestamp,
+    ) -> Self {
+        Self {
+            event_id,
+            event: event.into(),
+            to: to.into(),
+            at,
+            reason: None,
+            actor: None,
+        }
+    }
+}
+
 impl StateRecord {
     /// A record of `order_id` at `version` in `status`, placed by event `placed_by` at
     /// `created_at`; history, rejections and actor start empty, `updated_at` is `created_at`

@@ -10,7 +10,7 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::{HEADER_PUBLISHED_BELOW, HEADER_RESTORE_FROM, PROGRESS_EVERY};
-use crate::{KafkaConfig, KafkaError};
+use crate::{KafkaConfig, KafkaError, WireFormat};
 
 /// The blocking side of one restore.
 pub(super) struct Reader {
@@ -221,7 +221,7 @@ impl Reader {
                     live.remove(&order);
                 })
                 .ok_or_else(|| "a tombstone whose key is not an order id".to_owned()),
-            Some(payload) => serde_json::from_slice::<StateRecord>(payload)
+            Some(payload) => state_record(message, payload)
                 .map_err(|e| e.to_string())
                 .and_then(|record| {
                     record
@@ -239,6 +239,18 @@ impl Reader {
                 false
             }
         }
+    }
+}
+
+/// The state record in `payload`, in the format `message`'s header names (JSON without
+/// one: what every record had before the header).
+fn state_record(message: &BorrowedMessage<'_>, payload: &[u8]) -> Result<StateRecord, Error> {
+    match WireFormat::named_by(message)? {
+        None => WireFormat::Json.decode_state(payload),
+        Some((format, false)) => format.decode_state(payload),
+        Some((_, true)) => Err(Error::Decode {
+            reason: "a pack of transition records on the state topic".into(),
+        }),
     }
 }
 

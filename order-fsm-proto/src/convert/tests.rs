@@ -1,7 +1,10 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use order_fsm::{Command, Error, EventId, Money, OrderId, Purchase, Timestamp, TransitionRecord};
+use order_fsm::{
+    Command, Error, EventId, HistoryRecord, Money, OrderId, Purchase, StateRecord, Timestamp,
+    TransitionRecord,
+};
 use proptest::prelude::*;
 use prost::Message;
 
@@ -128,7 +131,137 @@ proptest! {
         let _ = decode_command(&bytes);
         let _ = decode_transition(&bytes);
         let _ = decode_transition_pack(&bytes);
+        let _ = decode_state(&bytes);
     }
+
+    #[test]
+    fn every_state_record_survives_the_round_trip(r in state_record()) {
+        prop_assert_eq!(decode_state(&encode_state(&r)).unwrap(), r);
+    }
+}
+
+fn state_record() -> impl Strategy<Value = StateRecord> {
+    let entry = (
+        any::<u128>(),
+        "[a-z]{1,10}",
+        "[a-z]{1,10}",
+        any::<u64>(),
+        proptest::option::of(".{0,16}"),
+        proptest::option::of(".{0,8}"),
+    )
+        .prop_map(|(id, event, to, at, reason, actor)| {
+            let mut h = HistoryRecord::new(
+                EventId::from_u128(id),
+                event,
+                to,
+                Timestamp::from_micros(at),
+            );
+            h.reason = reason;
+            h.actor = actor;
+            h
+        });
+    (
+        (any::<u128>(), any::<u128>(), "[a-z]{1,10}", purchase()),
+        (any::<u64>(), any::<u64>(), any::<u64>()),
+        proptest::collection::vec(entry, 0..6),
+        proptest::collection::vec(any::<u128>(), 0..3),
+        proptest::option::of(".{0,8}"),
+    )
+        .prop_map(
+            |(
+                (order, placed_by, status, purchase),
+                (created, updated, published),
+                history,
+                rejected,
+                actor,
+            )| {
+                let mut r = StateRecord::new(
+                    OrderId::from_u128(order),
+                    history.len() as u64 + 1,
+                    status,
+                    EventId::from_u128(placed_by),
+                    Timestamp::from_micros(created),
+                    Arc::new(purchase),
+                );
+                r.updated_at = Timestamp::from_micros(updated);
+                r.published_up_to = published;
+                r.history = history;
+                r.rejected = rejected.into_iter().map(EventId::from_u128).collect();
+                r.placed_by_actor = actor;
+                r
+            },
+        )
+}
+
+/// A finished order's state record: the protobuf form rebuilds the same order, in well
+/// under the bytes of the JSON form.
+#[test]
+fn a_finished_order_round_trips_in_fewer_bytes_than_json() {
+    let lifecycle = Arc::new(order_fsm::Lifecycle::ecommerce());
+    let engine = order_fsm::Engine::new(Arc::clone(&lifecycle));
+    let mut state = engine.place(
+        OrderId::random(),
+        Arc::new(Purchase::example()),
+        Timestamp::from_micros(10),
+    );
+    for (i, name) in ["prepare", "ship", "deliver", "complete"]
+        .into_iter()
+        .enumerate()
+    {
+        let at = Timestamp::from_micros(20 + i as u64);
+        let event = order_fsm::Event::new(lifecycle.event(name).unwrap(), at);
+        let transition = engine.apply(&state, &event).unwrap();
+        state.commit(&transition, None, None).unwrap();
+    }
+    state.remember_rejection(EventId::random());
+    let change = order_fsm::StateChange::new(3, state, 4);
+    let record = StateRecord::of_change(&lifecycle, &change);
+    let proto = encode_state(&record);
+    let json = serde_json::to_vec(&record).unwrap();
+    let back = decode_state(&proto)
+        .unwrap()
+        .into_change(&lifecycle, 3)
+        .unwrap();
+    assert_eq!(back, change);
+    println!(
+        "a finished order's state record: protobuf {} bytes, JSON {} bytes",
+        proto.len(),
+        json.len()
+    );
+    assert!(
+        proto.len() * 10 < json.len() * 6,
+        "protobuf {} bytes vs JSON {} bytes",
+        proto.len(),
+        json.len()
+    );
+}
+
+#[test]
+fn a_bad_state_field_is_named() {
+    let mut record = StateRecord::new(
+        OrderId::random(),
+        2,
+        "preparing",
+        EventId::random(),
+        Timestamp::from_micros(1),
+        Arc::new(Purchase::example()),
+    );
+    record.history = vec![HistoryRecord::new(
+        EventId::random(),
+        "prepare",
+        "preparing",
+        Timestamp::from_micros(2),
+    )];
+    let mut wire = v1::StateRecord::decode(&*encode_state(&record)).unwrap();
+    wire.history[0].event_id = "nope".into();
+    let error = decode_state(&wire.encode_to_vec()).unwrap_err();
+    assert!(reason(error).contains("history[0].event_id"));
+    let mut wire = v1::StateRecord::decode(&*encode_state(&record)).unwrap();
+    wire.rejected = vec!["x".into()];
+    assert!(reason(decode_state(&wire.encode_to_vec()).unwrap_err()).contains("rejected[0]"));
+    let mut wire = v1::StateRecord::decode(&*encode_state(&record)).unwrap();
+    wire.purchase = None;
+    assert!(reason(decode_state(&wire.encode_to_vec()).unwrap_err()).contains("purchase"));
 }
 
 #[test]
