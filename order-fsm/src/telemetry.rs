@@ -18,7 +18,7 @@
 //! | [`TRANSITION_SECONDS`] | histogram | `from`, `to` | time an order spent in `from` before moving to `to` |
 //! | [`ORDER_SECONDS`] | histogram | | placement to terminal state |
 //! | [`COMMAND_ACK_SECONDS`] | histogram | | the runner receiving a command to acknowledging it |
-//! | [`IN_FLIGHT_BATCHES`] | gauge | | batches the runner's workers are processing |
+//! | [`IN_FLIGHT_BATCHES`] | gauge | | batches the runner's workers are processing, from planning to acknowledgement (with a state log up to two per worker: one being published, the next being made durable) |
 //! | [`ORDERS`] | gauge | `state` | orders in each state, as a read model (the intake's) has seen them |
 //! | [`CONSUMER_LAG`] | gauge | `group`, `partition` | commands the workers' group has not committed yet (measured by an intake that watches the backlog) |
 //! | [`FOLLOWER_LAG`] | gauge | `follower`, `partition` | records of the transitions topic a follower has not processed |

@@ -279,17 +279,20 @@ async fn a_failing_sink_is_retried_alone_and_the_others_get_each_record_once() {
     assert_eq!(distinct.len(), 50);
 }
 
-/// A sink that holds every publish until its gate opens, like a broker slow to answer.
+/// A sink that holds its publish number `k` (from 0) until the gate reads more than `k`,
+/// like a broker slow to answer.
 struct Gated {
-    open: tokio::sync::watch::Receiver<bool>,
+    open: tokio::sync::watch::Receiver<usize>,
+    calls: std::sync::atomic::AtomicUsize,
     inner: MemorySink,
 }
 
 #[async_trait]
 impl order_fsm::TransitionSink for Gated {
     async fn publish(&self, records: &[order_fsm::TransitionRecord]) -> Result<(), Error> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut open = self.open.clone();
-        open.wait_for(|open| *open)
+        open.wait_for(|open| *open > call)
             .await
             .expect("the test holds the gate");
         self.inner.publish(records).await
@@ -323,16 +326,17 @@ async fn eventually(what: &str, mut condition: impl AsyncFnMut() -> bool) {
 }
 
 /// A worker makes its next batch durable while the previous one is being published (one
-/// broker round trip per batch, not two), yet a crash at that moment loses no record: the
-/// next batch's change says that nothing of the order was published yet.
+/// broker round trip per batch, not two), yet a crash at that moment loses no record: each
+/// change says what of the order is surely published, three batches in a row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_next_batch_is_made_durable_during_a_publish_and_a_crash_then_loses_nothing() {
     use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
     let lifecycle = Lifecycle::ecommerce();
     let log = Arc::new(MemoryStateLog::new());
-    let (gate, open) = tokio::sync::watch::channel(false);
+    let (gate, open) = tokio::sync::watch::channel(0);
     let sink = Arc::new(Gated {
         open,
+        calls: 0.into(),
         inner: MemorySink::new(),
     });
     let runner = Runner::builder(lifecycle.clone())
@@ -388,19 +392,43 @@ async fn the_next_batch_is_made_durable_during_a_publish_and_a_crash_then_loses_
     assert_eq!(acked.load(SeqCst), 0, "nothing is acknowledged unpublished");
     assert!(sink.inner.records().is_empty());
 
+    // What the next owner would publish again if this one crashed now.
+    let republished = async || -> Vec<u64> {
+        let change = logged_version(id).await.expect("logged");
+        change
+            .unpublished(&lifecycle)
+            .iter()
+            .map(|r| r.version)
+            .collect()
+    };
     // A crash now: the next owner restores version 2 and must publish versions 1 and 2.
-    let change = logged_version(id).await.expect("logged");
-    let republished: Vec<u64> = change
-        .unpublished(&lifecycle)
-        .iter()
-        .map(|r| r.version)
-        .collect();
-    assert_eq!(republished, [1, 2], "the record of the batch in flight too");
+    assert_eq!(republished().await, [1, 2], "the batch in flight too");
 
-    // No crash: both batches are published in order, then acknowledged.
-    gate.send_replace(true);
-    eventually("both commands are acknowledged", async || {
-        acked.load(SeqCst) == 2
+    // The first batch is published and acknowledged; the second is in flight, and the
+    // third, made durable meanwhile, says that version 1 is published.
+    gate.send_replace(1);
+    eventually("the first command is acknowledged", async || {
+        acked.load(SeqCst) == 1
+    })
+    .await;
+    send(2, Command::apply(id, "ship"));
+    eventually("the third batch is durable", async || {
+        logged_version(id)
+            .await
+            .is_some_and(|c| c.state.version == 3)
+    })
+    .await;
+    assert_eq!(
+        republished().await,
+        [2, 3],
+        "what is surely published moves on"
+    );
+    assert_eq!(acked.load(SeqCst), 1);
+
+    // No crash: every batch is published in order, then acknowledged.
+    gate.send_replace(usize::MAX);
+    eventually("every command is acknowledged", async || {
+        acked.load(SeqCst) == 3
     })
     .await;
     let published: Vec<u64> = sink
@@ -410,8 +438,8 @@ async fn the_next_batch_is_made_durable_during_a_publish_and_a_crash_then_loses_
         .filter(|r| r.order_id == id)
         .map(|r| r.version)
         .collect();
-    assert_eq!(published, [1, 2]);
+    assert_eq!(published, [1, 2, 3]);
     drop(tx);
     let report = run.await.unwrap().unwrap();
-    assert_eq!((report.acked, report.unacked), (2, 0));
+    assert_eq!((report.acked, report.unacked), (3, 0));
 }

@@ -102,7 +102,15 @@ impl Worker {
         let Some(retention) = shared.retention else {
             return Ok(());
         };
-        for (partition, orders) in self.ownership.expire(retention, Instant::now()) {
+        for (partition, mut orders) in self.ownership.expire(retention, Instant::now()) {
+            // An order the batch in flight wrote is held again when that batch settles, and
+            // expires from then on.
+            if let Some(publishing) = &self.publishing {
+                orders.retain(|&id| publishing.published_up_to(id).is_none());
+            }
+            if orders.is_empty() {
+                continue;
+            }
             if let Some(log) = &shared.state_log {
                 self.retrying("state log", || log.forget(partition, &orders))
                     .await?;

@@ -95,6 +95,8 @@ pub(crate) struct Worker {
     control: Option<Work>,
     /// The durable batch whose records are being published, if any.
     publishing: Option<publish::Publishing>,
+    /// A settled batch's emptied vector and tally, for the next batch to reuse.
+    spare: Option<(Vec<Work>, BatchTally)>,
     /// Commands of batches whose publish was cut short: left for redelivery.
     abandoned: u64,
 }
@@ -157,6 +159,7 @@ impl Worker {
             ownership: Ownership::default(),
             control: None,
             publishing: None,
+            spare: None,
             abandoned: 0,
         }
     }
@@ -302,7 +305,9 @@ impl Worker {
         error: Error,
         what: &str,
     ) -> Result<(), Interrupted> {
-        publish::retry_after(&self.shared, &mut self.stop, self.id, attempt, error, what).await
+        publish::retry_after(&self.shared, &mut self.stop, self.id, attempt, error, what).await?;
+        // A batch published meanwhile is acknowledged now, not after the step that waits.
+        self.settle_if_published()
     }
 
     /// Plans, makes durable, publishes and acknowledges one batch, retrying what may
@@ -313,6 +318,7 @@ impl Worker {
     /// item, and at the end of the run.
     async fn process(&mut self, batch: &mut Vec<Work>) -> Result<(), Interrupted> {
         let in_flight = crate::telemetry::InFlight::start();
+        self.settle_if_published()?;
         if self.shared.state_log.is_none() {
             let plan = self.decide_shared(batch).await?;
             let settle = self.settlement(batch, plan.held, plan.timers, in_flight);
@@ -339,12 +345,12 @@ impl Worker {
         timers: Vec<(OrderId, u64, Duration)>,
         in_flight: crate::telemetry::InFlight,
     ) -> publish::Settle {
-        let work = std::mem::replace(batch, Vec::with_capacity(self.shared.max_batch));
+        let (spare_work, spare_tally) = self.spare.take().unwrap_or_default();
         publish::Settle {
-            work,
+            work: std::mem::replace(batch, spare_work),
             held,
             timers,
-            tally: std::mem::take(&mut self.tally),
+            tally: std::mem::replace(&mut self.tally, spare_tally),
             in_flight,
         }
     }
@@ -352,7 +358,8 @@ impl Worker {
     /// With a state log: plan once, then make exactly that plan durable (dead letters, the
     /// state log, the store), retrying each step with the same content, so an
     /// `(order, version)` never gets two contents. Returns the plan with, for each order it
-    /// changed, the version whose records were published before (for the next batch).
+    /// changed, the version it found in the store: published once this batch's publish
+    /// starts (for the next batch).
     async fn decide(
         &mut self,
         batch: &[Work],
@@ -383,13 +390,15 @@ impl Worker {
                         write.state.id,
                         lifecycle.is_terminal(write.state.status),
                     ));
-                    // The batch in flight may not have published the stored version yet.
+                    // The batch in flight may not have published the stored version yet: then
+                    // only what that batch found in the store is. This batch is published
+                    // after that one, so for the next batch what it found here is.
                     let published_up_to = self
                         .publishing
                         .as_ref()
                         .and_then(|p| p.published_up_to(write.state.id))
                         .unwrap_or(write.expected);
-                    published.insert(write.state.id, published_up_to);
+                    published.insert(write.state.id, write.expected);
                     changes.push(StateChange {
                         partition,
                         state: write.state,

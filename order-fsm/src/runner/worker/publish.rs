@@ -41,7 +41,8 @@ pub(super) struct Settle {
 pub(super) struct Publishing {
     task: JoinHandle<Result<(), Interrupted>>,
     settle: Settle,
-    /// Each order of the batch with the version whose records were published before it.
+    /// Each order of the batch with the version it had before the batch: published, since
+    /// a batch is in flight only once the one before it is published.
     published_up_to: HashMap<OrderId, u64>,
 }
 
@@ -84,6 +85,22 @@ impl Worker {
         self.published(result)
     }
 
+    /// Settles the batch in flight if its publish already ended (a failure shows here too).
+    pub(super) fn settle_if_published(&mut self) -> Result<(), Interrupted> {
+        if !self
+            .publishing
+            .as_ref()
+            .is_some_and(|p| p.task.is_finished())
+        {
+            return Ok(());
+        }
+        // Finished, so this does not wait (or, if tokio's budget says so, it waits for later).
+        match futures_util::FutureExt::now_or_never(wait(&mut self.publishing)) {
+            Some(result) => self.published(result),
+            None => Ok(()),
+        }
+    }
+
     /// Settles the batch in flight after its publish ended with `result`: acknowledges it,
     /// or leaves its commands for redelivery.
     pub(super) fn published(&mut self, result: Result<(), Interrupted>) -> Result<(), Interrupted> {
@@ -105,15 +122,15 @@ impl Worker {
     /// Acknowledges a published batch, holds its orders and arms its timers.
     pub(super) fn settle(&mut self, settle: Settle) {
         let Settle {
-            work,
+            mut work,
             held,
             timers,
             mut tally,
             in_flight,
         } = settle;
         let now = Instant::now();
-        for work in work {
-            if let Work::Command { envelope, received } = work {
+        for item in work.drain(..) {
+            if let Work::Command { envelope, received } = item {
                 envelope.ack.ack();
                 self.acked += 1;
                 tally
@@ -136,6 +153,8 @@ impl Worker {
         }
         self.shared.metrics.record(self.id, &tally);
         drop(in_flight);
+        tally.clear();
+        self.spare = Some((work, tally));
     }
 }
 
