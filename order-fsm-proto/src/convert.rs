@@ -227,13 +227,13 @@ fn from_wire(wire: v1::TransitionRecord) -> Result<TransitionRecord, Error> {
     Ok(record)
 }
 
-fn parse_id<T: std::str::FromStr>(text: &str, field: &'static str) -> Result<T, Error> {
+fn parse_id<T: std::str::FromStr>(text: &str, field: impl std::fmt::Display) -> Result<T, Error> {
     text.parse().map_err(|_| Error::Decode {
         reason: format!("field `{field}`: {text:?} is not a UUID"),
     })
 }
 
-fn missing(field: &'static str) -> Error {
+fn missing(field: impl std::fmt::Display) -> Error {
     Error::Decode {
         reason: format!("field `{field}` is missing"),
     }

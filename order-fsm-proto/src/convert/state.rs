@@ -70,20 +70,13 @@ pub fn decode_state(payload: &[u8]) -> Result<StateRecord, Error> {
         .map(|(i, h)| {
             let field = |name: &str| format!("history[{i}].{name}");
             if h.event.is_empty() {
-                return Err(missing_named(field("event")));
+                return Err(missing(field("event")));
             }
             if h.to.is_empty() {
-                return Err(missing_named(field("to")));
+                return Err(missing(field("to")));
             }
-            let event_id = h.event_id.parse().map_err(|_| Error::Decode {
-                reason: format!(
-                    "field `{}`: {:?} is not a UUID",
-                    field("event_id"),
-                    h.event_id
-                ),
-            })?;
             let mut entry = HistoryRecord::new(
-                event_id,
+                parse_id(&h.event_id, field("event_id"))?,
                 Cow::Owned(h.event),
                 Cow::Owned(h.to),
                 Timestamp::from_micros(h.at_micros),
@@ -97,17 +90,7 @@ pub fn decode_state(payload: &[u8]) -> Result<StateRecord, Error> {
         .rejected
         .iter()
         .enumerate()
-        .map(|(i, id)| {
-            id.parse().map_err(|_| Error::Decode {
-                reason: format!("field `rejected[{i}]`: {id:?} is not a UUID"),
-            })
-        })
+        .map(|(i, id)| parse_id(id, format_args!("rejected[{i}]")))
         .collect::<Result<_, Error>>()?;
     Ok(record)
-}
-
-fn missing_named(field: String) -> Error {
-    Error::Decode {
-        reason: format!("field `{field}` is missing"),
-    }
 }
